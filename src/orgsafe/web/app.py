@@ -1,0 +1,166 @@
+"""The FastAPI application: lifecycle, error mapping and the denial log."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from orgsafe import __version__
+from orgsafe.config import Settings
+from orgsafe.errors import RequestError
+from orgsafe.logs import get_logger
+from orgsafe.storage import DatabaseTarget
+from orgsafe.web import routes
+from orgsafe.web.guard import Guard, audit
+
+DENIALS = frozenset({400, 401, 403, 404})
+log = get_logger("orgsafe.web")
+
+
+def create_app(settings: Settings, target: DatabaseTarget) -> FastAPI:
+    pool = make_pool(settings, target)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await pool.open(wait=True, timeout=settings.pool_timeout_seconds * 2)
+        log.info("service_started", environment=settings.env.value, version=__version__)
+        try:
+            yield
+        finally:
+            await pool.close()
+            log.info("service_stopped")
+
+    app = FastAPI(
+        title="orgsafe",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.guard = Guard(pool, settings)
+    app.state.settings = settings
+    app.include_router(routes.router)
+    install_error_handlers(app)
+    app.add_middleware(DenialLog)
+    return app
+
+
+def make_pool(settings: Settings, target: DatabaseTarget) -> AsyncConnectionPool[Any]:
+    timeout_ms = settings.statement_timeout_ms
+
+    async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
+        await conn.execute(f"SET statement_timeout = {int(timeout_ms)}")
+        await conn.commit()
+
+    return AsyncConnectionPool(
+        target.app_url,
+        min_size=settings.pool_min_size,
+        max_size=max(settings.pool_max_size, settings.pool_min_size),
+        timeout=settings.pool_timeout_seconds,
+        kwargs={"connect_timeout": 5},
+        configure=configure,
+        open=False,
+        name="orgsafe-app",
+    )
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestError)
+    async def refused(request: Request, exc: RequestError) -> JSONResponse:
+        audit(request)["reason"] = exc.reason
+        return error(exc.status, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        audit(request)["reason"] = "invalid_request"
+        return error(400, describe_validation(exc))
+
+    @app.exception_handler(HTTPException)
+    async def http(request: Request, exc: HTTPException) -> JSONResponse:
+        audit(request).setdefault("reason", "http_" + str(exc.status_code))
+        return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(PoolTimeout)
+    async def busy(request: Request, exc: PoolTimeout) -> JSONResponse:
+        log.warning("pool_exhausted", path=request.url.path)
+        return error(503, "Service busy, try again")
+
+    @app.exception_handler(psycopg.OperationalError)
+    async def unavailable(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
+        log.warning("database_unavailable", path=request.url.path, sqlstate=exc.sqlstate)
+        return error(503, "Database unavailable")
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        log.error("request_failed", path=request.url.path, error=type(exc).__name__)
+        return error(500, "Internal error")
+
+
+def describe_validation(exc: RequestValidationError) -> str:
+    first = exc.errors()[0] if exc.errors() else {}
+    where = [str(part) for part in first.get("loc", ()) if part != "body"]
+    message = str(first.get("msg", "invalid request"))
+    if first.get("type") == "json_invalid":
+        return "Request body is not valid JSON"
+    if first.get("type") == "extra_forbidden":
+        return f"Unknown field: {'.'.join(where)}"
+    return f"{'.'.join(where) or 'body'}: {message}" if where else message
+
+
+class DenialLog:
+    """Tags each request with an id; writes one line for every 400, 401, 403, 404."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex
+        scope["orgsafe.request_id"] = request_id
+        status = 500
+
+        async def tagged(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, tagged)
+        if status in DENIALS:
+            self.write(scope, status, request_id)
+
+    @staticmethod
+    def write(scope: Scope, status: int, request_id: str) -> None:
+        facts: dict[str, Any] = scope.get("orgsafe.audit", {})
+        log.warning(
+            "request_denied",
+            status=status,
+            method=scope["method"],
+            path=scope["path"],
+            reason=facts.get("reason", "not_found" if status == 404 else "refused"),
+            request_id=request_id,
+            user_id=facts.get("user_id"),
+            session_org_id=facts.get("session_org_id"),
+            header_org_id=facts.get("header_org_id"),
+            effective_org_id=facts.get("effective_org_id"),
+            requested_org_id=facts.get("requested_org_id"),
+        )

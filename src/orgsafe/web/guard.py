@@ -1,0 +1,109 @@
+"""The tenancy guard: the one place a request becomes a user acting in an org.
+
+`Guard.session()` authenticates; `Guard.tenant()` also settles the effective org and
+sets `app.org_id` for the transaction, so row-level security scopes every query
+that follows. Both yield inside one transaction on one pooled connection, and
+record what they learn for the denial log.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from fastapi import Request
+from psycopg_pool import AsyncConnectionPool
+
+from orgsafe.config import Settings
+from orgsafe.errors import RequestError
+from orgsafe.tenancy import sessions
+from orgsafe.tenancy.choice import OrgChoice, choose_org, header_report
+from orgsafe.tenancy.sessions import Conn, Identity, SessionRow
+
+ORG_HEADER = "x-org-id"
+NOT_AUTHENTICATED = "Not authenticated"
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    conn: Conn
+    token: str
+    session: SessionRow
+    identity: Identity
+
+
+@dataclass(frozen=True)
+class Tenant:
+    conn: Conn
+    user_id: uuid.UUID
+    org_id: uuid.UUID
+    choice: OrgChoice
+
+
+def audit(request: Request) -> dict[str, Any]:
+    """The per-request facts that the denial log line reports."""
+    facts: dict[str, Any] = request.scope.setdefault("orgsafe.audit", {})
+    return facts
+
+
+class Guard:
+    def __init__(self, pool: AsyncConnectionPool[Any], settings: Settings) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.idle = timedelta(minutes=settings.session_idle_minutes)
+        self.lifetime = timedelta(hours=settings.session_absolute_hours)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Conn]:
+        async with self.pool.connection() as conn, conn.transaction():
+            yield conn
+
+    @asynccontextmanager
+    async def session(self, request: Request) -> AsyncIterator[Authenticated]:
+        token = request.cookies.get(self.settings.cookie_name)
+        facts = audit(request)
+        facts["header_org_id"] = header_report(self.header_values(request))
+        if not token or len(token) > 128:
+            raise RequestError(401, NOT_AUTHENTICATED, "no_session")
+        async with self.transaction() as conn:
+            # An expired session is deleted on sight; that delete must commit.
+            found = await sessions.find_session(conn, token, self.idle)
+            if found is not None:
+                facts["user_id"] = str(found.user_id)
+                facts["session_org_id"] = _text(found.org_id)
+                identity = await sessions.load_identity(conn, found.user_id)
+                yield Authenticated(conn, token, found, identity)
+        if found is None:
+            raise RequestError(401, NOT_AUTHENTICATED, "unknown_session")
+
+    @asynccontextmanager
+    async def tenant(self, request: Request) -> AsyncIterator[Tenant]:
+        async with self.session(request) as auth:
+            choice = self.choose(request, auth)
+            if choice.effective_org_id is None:
+                raise RequestError(401, NOT_AUTHENTICATED, "no_org")
+            await sessions.set_local(auth.conn, "app.org_id", choice.effective_org_id)
+            yield Tenant(auth.conn, auth.session.user_id, choice.effective_org_id, choice)
+
+    def choose(self, request: Request, auth: Authenticated) -> OrgChoice:
+        choice = choose_org(
+            self.settings.env,
+            auth.session.org_id,
+            self.header_values(request),
+            auth.identity.member_org_ids,
+            auth.identity.default_org_id,
+        )
+        audit(request)["effective_org_id"] = _text(choice.effective_org_id)
+        return choice
+
+    @staticmethod
+    def header_values(request: Request) -> list[str]:
+        return request.headers.getlist(ORG_HEADER)
+
+
+def _text(value: uuid.UUID | None) -> str | None:
+    return None if value is None else str(value)
