@@ -156,10 +156,10 @@ async def switch_org(
 ) -> SwitchOrgResult:
     g = guard(request)
     audit(request)["requested_org_id"] = body.org_id[:64]
-    org = parse_uuid(body.org_id.strip())
-    if org is None:
-        raise RequestError(400, "orgId: not a uuid", "org_malformed")
     async with g.session(request) as auth:
+        org = parse_uuid(body.org_id.strip())
+        if org is None:
+            raise RequestError(400, "orgId: not a uuid", "org_malformed")
         if org not in auth.identity.member_org_ids:
             raise RequestError(403, "Not a member of this org", "switch_not_member")
         # A new token for the new org; the absolute expiry does not move.
