@@ -7,6 +7,7 @@ development or test environment.
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,11 @@ def parse_environment(raw: object) -> Environment:
 
 
 def default_data_dir() -> Path:
+    # PostgreSQL refuses to run as root, so as root the embedded server runs as a
+    # system user that must traverse every parent of its folder: /root would have
+    # to be opened to everyone, /var/lib need not.
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/orgsafe")
     return Path(platformdirs.user_data_dir("orgsafe", appauthor=False))
 
 

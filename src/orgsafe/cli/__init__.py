@@ -17,7 +17,6 @@ from __future__ import annotations
 import sys
 from typing import NoReturn
 
-import click
 import typer
 
 from orgsafe.cli.admin import register as register_admin
@@ -66,16 +65,11 @@ def exit_code_for(exc: OrgsafeError) -> int:
 def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as exc:
-        # `orgsafe` alone, or a group without a subcommand: show help, bad usage.
-        if exc.ctx is not None:
-            print(exc.ctx.get_help())
-        raise SystemExit(EXIT_USAGE) from None
-    except click.UsageError as exc:
-        fail(_usage_line(exc), EXIT_USAGE)
-    except click.exceptions.Abort:
+    except typer.TyperException as exc:
+        _usage_failure(exc)
+    except typer.Abort:
         fail("aborted", EXIT_REFUSED)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
     except OrgsafeError as exc:
         fail(str(exc), exit_code_for(exc))
@@ -83,6 +77,13 @@ def main(argv: list[str] | None = None) -> None:
         fail("interrupted", 130)
 
 
-def _usage_line(exc: click.UsageError) -> str:
-    text = " ".join(exc.format_message().split())
-    return text[0].lower() + text[1:] if text else "bad usage"
+def _usage_failure(exc: typer.TyperException) -> NoReturn:
+    # Typer's parser errors all derive from TyperException; a bare group or a bare
+    # `orgsafe` asks for help, which is printed whole.
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+        print(ctx.get_help())
+        raise SystemExit(EXIT_USAGE)
+    text = " ".join(exc.format_message().split()) or "bad usage"
+    text = text[0].lower() + text[1:].rstrip(".")
+    fail(text, EXIT_USAGE if exc.exit_code == 2 else exc.exit_code)

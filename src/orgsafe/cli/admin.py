@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import uuid
-from typing import Annotated
+from collections.abc import Iterator
+from typing import Annotated, Any
 
 import typer
 
@@ -23,6 +25,29 @@ def register(app: typer.Typer) -> None:
     app.add_typer(db_app, name="db")
     app.add_typer(org_app, name="org")
     app.add_typer(user_app, name="user")
+
+
+class GracefulServer:
+    """uvicorn's server, ending with exit status 0 after a graceful shutdown.
+
+    uvicorn re-raises SIGTERM once it has drained; the process would then die by
+    the signal and skip its exit handlers, leaving the embedded server running.
+    """
+
+    def __init__(self, config: Any) -> None:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                with super().capture_signals():
+                    yield
+                    self._captured_signals.clear()
+
+        self.server = Server(config)
+
+    def run(self) -> None:
+        self.server.run()
 
 
 def migrated_target(settings: Settings) -> DatabaseTarget:
@@ -50,14 +75,16 @@ def serve(
         for line in seed_demo(target, f"http://{host}:{port}"):
             print(line)
     sys.stdout.flush()
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings, target),
         host=host,
         port=port,
         log_level="warning",
         access_log=False,
         proxy_headers=False,
+        timeout_graceful_shutdown=30,
     )
+    GracefulServer(config).run()
 
 
 @db_app.command("upgrade")

@@ -1,14 +1,14 @@
 """Errors of the integrity runbook, each with the exit code the CLI uses.
 
-    OrgsafeError
-    ├── UsageError
-    │   └── ConfirmationRequired   a change needs --yes and nobody can answer
-    ├── DatabaseError
-    │   ├── LockNotAcquired        lock_timeout fired on every try (exit 4)
-    │   ├── StepTimeout            statement_timeout cancelled a step (exit 3)
-    │   └── QuarantineUnavailable  the quarantine cannot be written (exit 3)
-    ├── OffendersRemain            a gate or validate found offenders (exit 1)
-    └── StepRefused                a guard said no: window, types, drift (exit 5)
+OrgsafeError
+├── UsageError
+│   └── ConfirmationRequired   a change needs --yes and nobody can answer
+├── DatabaseError
+│   ├── LockNotAcquired        lock_timeout fired on every try (exit 4)
+│   ├── StepTimeout            statement_timeout cancelled a step (exit 3)
+│   └── QuarantineUnavailable  the quarantine cannot be written (exit 3)
+├── OffendersRemain            a gate or validate found offenders (exit 1)
+└── StepRefused                a guard said no: window, types, drift (exit 5)
 """
 
 from __future__ import annotations

@@ -86,9 +86,7 @@ def parse_orphan_action(raw: str, flag: str = "--on-orphan") -> OrphanAction:
         return OrphanAction(OrphanKind(text))
     if text.startswith("reassign:") and text[len("reassign:") :].strip():
         return OrphanAction(OrphanKind.reassign, text[len("reassign:") :].strip())
-    raise UsageError(
-        f"{flag} {raw!r}: expected null, quarantine or reassign:VALUE"
-    )
+    raise UsageError(f"{flag} {raw!r}: expected null, quarantine or reassign:VALUE")
 
 
 def parse_fk_action(raw: str | None, flag: str) -> str | None:

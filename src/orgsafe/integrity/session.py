@@ -100,7 +100,9 @@ class Session:
         self, statement_ms: int | None = None, lock_ms: int | None = None
     ) -> Iterator[psycopg.Connection[Row]]:
         """A transaction with its own limits set by SET LOCAL."""
-        statement = self.limits.statement_timeout_ms if statement_ms is None else statement_ms
+        statement = (
+            self.limits.statement_timeout_ms if statement_ms is None else statement_ms
+        )
         lock = self.limits.lock_timeout_ms if lock_ms is None else lock_ms
         with self.conn.transaction():
             self._set_local("statement_timeout", statement)
@@ -115,20 +117,26 @@ class Session:
             "SELECT set_config(%s, %s, true)", (name, f"{int(value_ms)}ms")
         )
 
-    def rows(self, query: Query, params: Sequence[Any] = (), doing: str = "") -> list[Row]:
+    def rows(
+        self, query: Query, params: Sequence[Any] = (), doing: str = ""
+    ) -> list[Row]:
         """Rows of a read, under the scan budget."""
         try:
             with self.tx(self.limits.scan_timeout_ms) as conn:
                 return conn.execute(query, params).fetchall()
         except psycopg.errors.QueryCanceled as exc:
-            raise timeout_error(exc, doing or "reading", self.limits.scan_timeout_ms) from exc
+            raise timeout_error(
+                exc, doing or "reading", self.limits.scan_timeout_ms
+            ) from exc
         except psycopg.Error as exc:
             translate(exc, doing or "reading the catalog")
 
     def one(self, query: Query, params: Sequence[Any] = (), doing: str = "") -> Row:
         found = self.rows(query, params, doing)
         if not found:
-            raise AssertionError(f"no row from a query that always returns one: {doing}")
+            raise AssertionError(
+                f"no row from a query that always returns one: {doing}"
+            )
         return found[0]
 
     def render(self, query: Query) -> str:
@@ -145,7 +153,9 @@ class Session:
         statement_ms: int | None = None,
     ) -> None:
         """Run statements in one transaction, retrying when a lock is not granted."""
-        budget = self.limits.statement_timeout_ms if statement_ms is None else statement_ms
+        budget = (
+            self.limits.statement_timeout_ms if statement_ms is None else statement_ms
+        )
         blockers: list[str] = []
         for attempt in range(self.limits.retries + 1):
             try:
@@ -212,10 +222,14 @@ class Session:
             "ORDER BY xact_start",
             (older_than_s,),
         ).fetchall()
-        return [f"pid {pid} ({state}, transaction open {age}s)" for pid, state, age in found]
+        return [
+            f"pid {pid} ({state}, transaction open {age}s)" for pid, state, age in found
+        ]
 
 
-def timeout_error(exc: psycopg.errors.QueryCanceled, doing: str, budget_ms: int) -> StepTimeout:
+def timeout_error(
+    exc: psycopg.errors.QueryCanceled, doing: str, budget_ms: int
+) -> StepTimeout:
     """Say which limit fired: statement_timeout, or a cancel from outside."""
     text = str(exc)
     if "statement timeout" in text:
@@ -224,4 +238,6 @@ def timeout_error(exc: psycopg.errors.QueryCanceled, doing: str, budget_ms: int)
         reason = "cancelled by transaction_timeout (57014)"
     else:
         reason = "cancelled from outside, e.g. pg_cancel_backend (57014)"
-    return StepTimeout(f"{doing}: {reason}; raise the budget and run the step again", "57014")
+    return StepTimeout(
+        f"{doing}: {reason}; raise the budget and run the step again", "57014"
+    )

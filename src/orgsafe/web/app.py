@@ -50,9 +50,27 @@ def create_app(settings: Settings, target: DatabaseTarget) -> FastAPI:
     app.state.guard = Guard(pool, settings)
     app.state.settings = settings
     app.include_router(routes.router)
+    app.openapi = lambda: openapi_without_422(app)  # type: ignore[method-assign]
     install_error_handlers(app)
     app.add_middleware(DenialLog)
     return app
+
+
+def openapi_without_422(app: FastAPI) -> dict[str, Any]:
+    """The schema, minus FastAPI's default 422: invalid input answers 400 here."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    spec = get_openapi(title=app.title, version=app.version, routes=app.routes)
+    for item in spec.get("paths", {}).values():
+        for operation in item.values():
+            operation.get("responses", {}).pop("422", None)
+    schemas = spec.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    app.openapi_schema = spec
+    return spec
 
 
 def make_pool(settings: Settings, target: DatabaseTarget) -> AsyncConnectionPool[Any]:

@@ -1,0 +1,3 @@
+from orgsafe.cli import main
+
+main()
