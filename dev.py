@@ -25,7 +25,7 @@ STAMP = VENV / ".orgsafe-installed"
 
 
 def ensure_environment() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - this file runs on any Python
         sys.exit("error: orgsafe needs Python 3.11 or newer")
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text() == wanted:
@@ -34,7 +34,14 @@ def ensure_environment() -> None:
         print("creating .venv", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     print("installing orgsafe and its test tools into .venv", flush=True)
-    pip = [str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    pip = [
+        str(BIN / "python"),
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+    ]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
     subprocess.run([*pip, "-e", f"{ROOT}[test]"], check=True)
     STAMP.write_text(wanted)

@@ -35,41 +35,85 @@ def test_org_create_prints_the_new_id(target):
     assert done.returncode == 0, done.stderr
     org_id = uuid.UUID(done.stdout.strip())
     with connect(target.admin_url) as conn:
-        assert conn.execute("SELECT name FROM orgs WHERE id = %s", (org_id,)).fetchone() == ("Initech",)
+        assert conn.execute(
+            "SELECT name FROM orgs WHERE id = %s", (org_id,)
+        ).fetchone() == ("Initech",)
 
 
 def test_user_create_reads_the_password_from_stdin_and_joins_every_org(target, api):
     first = uuid.UUID(orgsafe(target, "org", "create", "First").stdout.strip())
     second = uuid.UUID(orgsafe(target, "org", "create", "Second").stdout.strip())
     email = f"Dana-{uuid.uuid4().hex[:6]}@Example.test"
-    done = orgsafe(target, "user", "create", email, "--org", str(first), "--org", str(second),
-                   stdin="a long enough password\n")
+    done = orgsafe(
+        target,
+        "user",
+        "create",
+        email,
+        "--org",
+        str(first),
+        "--org",
+        str(second),
+        stdin="a long enough password\n",
+    )
     assert done.returncode == 0, done.stderr
     user_id = uuid.UUID(done.stdout.strip())
     with connect(target.admin_url) as conn:
-        row = conn.execute("SELECT email, default_org_id FROM users WHERE id = %s", (user_id,)).fetchone()
-        orgs = {r[0] for r in conn.execute("SELECT org_id FROM memberships WHERE user_id = %s", (user_id,))}
+        row = conn.execute(
+            "SELECT email, default_org_id FROM users WHERE id = %s", (user_id,)
+        ).fetchone()
+        orgs = {
+            r[0]
+            for r in conn.execute(
+                "SELECT org_id FROM memberships WHERE user_id = %s", (user_id,)
+            )
+        }
     assert row == (email.lower(), first)
     assert orgs == {first, second}
-    login = api("production").call("POST", "/api/auth/login", json={"email": email, "password": "a long enough password"})
+    login = api("production").call(
+        "POST",
+        "/api/auth/login",
+        json={"email": email, "password": "a long enough password"},
+    )
     assert login.status_code == 200
 
 
 @pytest.mark.parametrize(
     ("args", "stdin", "names"),
     [
-        (("user", "create", "x@example.test", "--org", "nope"), "password123\n", "--org"),
-        (("user", "create", "not-an-email", "--org", str(uuid.uuid4())), "password123\n", "email"),
-        (("user", "create", "y@example.test", "--org", str(uuid.uuid4())), "password123\n", "no such org"),
-        (("user", "create", "z@example.test", "--org", str(uuid.uuid4())), "short\n", "password"),
-        (("user", "create", "z@example.test", "--org", str(uuid.uuid4())), "", "password"),
+        (
+            ("user", "create", "x@example.test", "--org", "nope"),
+            "password123\n",
+            "--org",
+        ),
+        (
+            ("user", "create", "not-an-email", "--org", str(uuid.uuid4())),
+            "password123\n",
+            "email",
+        ),
+        (
+            ("user", "create", "y@example.test", "--org", str(uuid.uuid4())),
+            "password123\n",
+            "no such org",
+        ),
+        (
+            ("user", "create", "z@example.test", "--org", str(uuid.uuid4())),
+            "short\n",
+            "password",
+        ),
+        (
+            ("user", "create", "z@example.test", "--org", str(uuid.uuid4())),
+            "",
+            "password",
+        ),
         (("user", "create", "z@example.test"), "", "--org"),
         (("serve", "--port", "0"), "", "--port"),
         (("org", "create"), "", "name"),
         (("no-such-command",), "", "no-such-command"),
     ],
 )
-def test_bad_usage_prints_one_line_naming_the_problem_and_exits_2(target, args, stdin, names):
+def test_bad_usage_prints_one_line_naming_the_problem_and_exits_2(
+    target, args, stdin, names
+):
     done = orgsafe(target, *args, stdin=stdin)
     assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.splitlines() if not line.startswith("{")]
@@ -82,8 +126,15 @@ def test_bad_usage_prints_one_line_naming_the_problem_and_exits_2(target, args, 
 def test_duplicate_email_is_refused_whatever_its_case(target):
     org = orgsafe(target, "org", "create", "Dup").stdout.strip()
     email = f"same-{uuid.uuid4().hex[:6]}@example.test"
-    assert orgsafe(target, "user", "create", email, "--org", org, stdin="password123\n").returncode == 0
-    again = orgsafe(target, "user", "create", email.upper(), "--org", org, stdin="password123\n")
+    assert (
+        orgsafe(
+            target, "user", "create", email, "--org", org, stdin="password123\n"
+        ).returncode
+        == 0
+    )
+    again = orgsafe(
+        target, "user", "create", email.upper(), "--org", org, stdin="password123\n"
+    )
     assert again.returncode == 2
     assert "already exists" in again.stderr
 
@@ -92,5 +143,7 @@ def test_unreachable_database_is_one_line_and_exit_3(target, tmp_path):
     bad = f"host={tmp_path} port=1 user=nobody dbname=nothing password=hunter2"
     done = orgsafe(target, "org", "create", "X", env={"DATABASE_URL": bad})
     assert done.returncode == 3
-    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: cannot connect")
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith(
+        "error: cannot connect"
+    )
     assert "hunter2" not in done.stderr

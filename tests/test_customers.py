@@ -28,12 +28,19 @@ def test_another_orgs_unknown_and_malformed_ids_all_answer_the_same_404(world, a
     ]
     assert [a.status_code for a in answers] == [404] * len(answers)
     assert all(a.json() == NOT_FOUND for a in answers)
-    assert world.sql("SELECT name, org_id FROM customers WHERE id = %s", (world.cb1,)) == [("CB1", world.org_b)]
+    assert world.sql(
+        "SELECT name, org_id FROM customers WHERE id = %s", (world.cb1,)
+    ) == [("CB1", world.org_b)]
 
 
 def test_a_client_sent_org_id_is_refused_and_nothing_is_created(world, api):
     client = api("production")
-    made = client.call("POST", "/api/customers", world.cookies["alice"], json={"name": "n", "orgId": str(world.org_b)})
+    made = client.call(
+        "POST",
+        "/api/customers",
+        world.cookies["alice"],
+        json={"name": "n", "orgId": str(world.org_b)},
+    )
     assert made.status_code == 400
     assert made.json() == {"error": "Unknown field: orgId"}
     assert world.sql("SELECT count(*) FROM customers WHERE name = 'n'") == [(0,)]
@@ -42,18 +49,32 @@ def test_a_client_sent_org_id_is_refused_and_nothing_is_created(world, api):
 def test_create_get_update_delete_in_the_users_org(world, api):
     client = api("production")
     alice = world.cookies["alice"]
-    made = client.call("POST", "/api/customers", alice, json={"name": "  New one ", "email": "Buyer@Example.TEST"})
+    made = client.call(
+        "POST",
+        "/api/customers",
+        alice,
+        json={"name": "  New one ", "email": "Buyer@Example.TEST"},
+    )
     assert made.status_code == 201
     body = made.json()
-    assert (body["name"], body["email"], body["orgId"]) == ("New one", "buyer@example.test", str(world.org_a))
+    assert (body["name"], body["email"], body["orgId"]) == (
+        "New one",
+        "buyer@example.test",
+        str(world.org_a),
+    )
     ident = body["id"]
     assert client.call("GET", f"/api/customers/{ident}", alice).json() == body
-    patched = client.call("PATCH", f"/api/customers/{ident}", alice, json={"email": None})
+    patched = client.call(
+        "PATCH", f"/api/customers/{ident}", alice, json={"email": None}
+    )
     assert patched.status_code == 200
     assert (patched.json()["name"], patched.json()["email"]) == ("New one", None)
     assert patched.json()["updatedAt"] >= body["updatedAt"]
     # Bob cannot see it; alice can delete it once.
-    assert client.call("GET", f"/api/customers/{ident}", world.cookies["bob"]).status_code == 404
+    assert (
+        client.call("GET", f"/api/customers/{ident}", world.cookies["bob"]).status_code
+        == 404
+    )
     assert client.call("DELETE", f"/api/customers/{ident}", alice).status_code == 204
     assert client.call("DELETE", f"/api/customers/{ident}", alice).status_code == 404
 
@@ -74,21 +95,36 @@ def test_bad_bodies_answer_400_and_change_nothing(world, api):
         response = client.call("POST", "/api/customers", alice, json=body)
         assert response.status_code == 400, body
         assert set(response.json()) == {"error"}
-    raw = client.call("POST", "/api/customers", alice, content=b"{not json", headers={"Content-Type": "application/json"})
+    raw = client.call(
+        "POST",
+        "/api/customers",
+        alice,
+        content=b"{not json",
+        headers={"Content-Type": "application/json"},
+    )
     assert raw.status_code == 400
     assert raw.json() == {"error": "Request body is not valid JSON"}
     for body in ({"name": None}, {"name": ""}, {"id": str(uuid.uuid4())}):
         response = client.call("PATCH", f"/api/customers/{world.ca1}", alice, json=body)
         assert response.status_code == 400, body
-    assert world.sql("SELECT count(*) FROM customers WHERE org_id = %s", (world.org_a,)) == [(2,)]
-    assert world.sql("SELECT name FROM customers WHERE id = %s", (world.ca1,)) == [("CA1",)]
+    assert world.sql(
+        "SELECT count(*) FROM customers WHERE org_id = %s", (world.org_a,)
+    ) == [(2,)]
+    assert world.sql("SELECT name FROM customers WHERE id = %s", (world.ca1,)) == [
+        ("CA1",)
+    ]
 
 
 def test_pages_walk_every_customer_once_and_bad_cursors_are_400(world, api):
     client = api("production")
     alice = world.cookies["alice"]
     for n in range(5):
-        assert client.call("POST", "/api/customers", alice, json={"name": f"extra {n}"}).status_code == 201
+        assert (
+            client.call(
+                "POST", "/api/customers", alice, json={"name": f"extra {n}"}
+            ).status_code
+            == 201
+        )
     seen: list[str] = []
     cursor = None
     while True:
@@ -107,11 +143,19 @@ def test_pages_walk_every_customer_once_and_bad_cursors_are_400(world, api):
 
 def test_a_header_naming_a_deleted_org_is_refused_like_any_foreign_org(world, api):
     client = api("development")
-    world.sql("INSERT INTO memberships (user_id, org_id) VALUES (%s, %s)", (world.carol_id, world.org_b))
+    world.sql(
+        "INSERT INTO memberships (user_id, org_id) VALUES (%s, %s)",
+        (world.carol_id, world.org_b),
+    )
     world.sql("DELETE FROM customers WHERE org_id = %s", (world.org_b,))
     world.sql("DELETE FROM orgs WHERE id = %s", (world.org_b,))
-    made = client.call("POST", "/api/customers", world.cookies["carol"], json={"name": "late"},
-                       headers={"X-Org-Id": str(world.org_b)})
+    made = client.call(
+        "POST",
+        "/api/customers",
+        world.cookies["carol"],
+        json={"name": "late"},
+        headers={"X-Org-Id": str(world.org_b)},
+    )
     assert made.status_code == 403
     assert world.sql("SELECT count(*) FROM customers WHERE name = 'late'") == [(0,)]
 
@@ -141,7 +185,9 @@ def test_org_deleted_between_the_check_and_the_insert_answers_invalid_org(world,
         answer: dict[str, object] = {}
 
         def create() -> None:
-            answer["response"] = client.call("POST", "/api/customers", world.cookies["alice"], json={"name": "raced"})
+            answer["response"] = client.call(
+                "POST", "/api/customers", world.cookies["alice"], json={"name": "raced"}
+            )
 
         worker = threading.Thread(target=create)
         worker.start()

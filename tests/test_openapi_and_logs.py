@@ -33,9 +33,18 @@ def test_openapi_describes_every_route_with_its_error_bodies(api):
         assert errors, (method, path)
         for code in errors:
             schema = responses[code]["content"]["application/json"]["schema"]
-            assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (method, path, code)
+            assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (
+                method,
+                path,
+                code,
+            )
     assert set(spec["components"]["schemas"]["CustomerOut"]["properties"]) == {
-        "id", "orgId", "name", "email", "createdAt", "updatedAt"
+        "id",
+        "orgId",
+        "name",
+        "email",
+        "createdAt",
+        "updatedAt",
     }
 
 
@@ -56,15 +65,40 @@ def test_unknown_route_and_method_answer_json_errors(api):
 def test_every_denial_writes_one_json_line_without_secrets(world, api, capsys):
     client = api("development")
     capsys.readouterr()
-    client.call("POST", "/api/auth/login", json={"email": world.alice, "password": "wrong " + PASSWORD})
+    client.call(
+        "POST",
+        "/api/auth/login",
+        json={"email": world.alice, "password": "wrong " + PASSWORD},
+    )
     client.call("GET", "/api/customers", world.cookies["carol"])
-    client.call("GET", "/api/customers", world.cookies["alice"], headers={"X-Org-Id": str(world.org_b)})
+    client.call(
+        "GET",
+        "/api/customers",
+        world.cookies["alice"],
+        headers={"X-Org-Id": str(world.org_b)},
+    )
     client.call("GET", f"/api/customers/{world.cb1}", world.cookies["alice"])
-    client.call("GET", "/api/customers", world.cookies["alice"], headers={"X-Org-Id": "junk"})
-    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if '"request_denied"' in line]
+    client.call(
+        "GET", "/api/customers", world.cookies["alice"], headers={"X-Org-Id": "junk"}
+    )
+    lines = [
+        json.loads(line)
+        for line in capsys.readouterr().err.splitlines()
+        if '"request_denied"' in line
+    ]
     assert [line["status"] for line in lines] == [401, 401, 403, 404, 400]
-    required = {"event", "status", "method", "path", "reason", "request_id", "user_id",
-                "session_org_id", "header_org_id", "effective_org_id"}
+    required = {
+        "event",
+        "status",
+        "method",
+        "path",
+        "reason",
+        "request_id",
+        "user_id",
+        "session_org_id",
+        "header_org_id",
+        "effective_org_id",
+    }
     for line in lines:
         assert required <= set(line)
     assert lines[3]["effective_org_id"] == str(world.org_a)
@@ -76,6 +110,8 @@ def test_every_denial_writes_one_json_line_without_secrets(world, api, capsys):
 def test_responses_carry_a_request_id_that_matches_the_log(world, api):
     client = api("production")
     with capture_logs() as logs:
-        response = client.call("GET", f"/api/customers/{world.cb1}", world.cookies["alice"])
+        response = client.call(
+            "GET", f"/api/customers/{world.cb1}", world.cookies["alice"]
+        )
     assert response.status_code == 404
     assert logs[-1]["request_id"] == response.headers["x-request-id"]

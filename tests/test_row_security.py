@@ -21,7 +21,12 @@ def test_a_query_with_no_org_filter_sees_one_org_only(world):
 
 
 def _other_org_a_names(world) -> set[str]:
-    return {row[0] for row in world.sql("SELECT name FROM customers WHERE org_id = %s", (world.org_a,))}
+    return {
+        row[0]
+        for row in world.sql(
+            "SELECT name FROM customers WHERE org_id = %s", (world.org_a,)
+        )
+    }
 
 
 @pytest.mark.parametrize("setting", [None, ""])
@@ -39,12 +44,20 @@ def test_app_role_cannot_write_into_another_org(world):
     with app_conn(world) as conn:
         conn.execute("SELECT set_config('app.org_id', %s, true)", (str(world.org_a),))
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("INSERT INTO customers (org_id, name) VALUES (%s, 'smuggled')", (world.org_b,))
+            conn.execute(
+                "INSERT INTO customers (org_id, name) VALUES (%s, 'smuggled')",
+                (world.org_b,),
+            )
     with app_conn(world) as conn:
         conn.execute("SELECT set_config('app.org_id', %s, true)", (str(world.org_a),))
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("UPDATE customers SET org_id = %s WHERE id = %s", (world.org_b, world.ca1))
-    assert world.sql("SELECT org_id FROM customers WHERE id = %s", (world.ca1,)) == [(world.org_a,)]
+            conn.execute(
+                "UPDATE customers SET org_id = %s WHERE id = %s",
+                (world.org_b, world.ca1),
+            )
+    assert world.sql("SELECT org_id FROM customers WHERE id = %s", (world.ca1,)) == [
+        (world.org_a,)
+    ]
 
 
 def test_app_role_is_not_owner_superuser_or_bypassrls(world):
@@ -53,7 +66,8 @@ def test_app_role_is_not_owner_superuser_or_bypassrls(world):
             "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user"
         ).fetchone()
         owner = conn.execute(
-            "SELECT pg_get_userbyid(relowner) = current_user FROM pg_class WHERE relname = 'customers'"
+            "SELECT pg_get_userbyid(relowner) = current_user FROM pg_class"
+            " WHERE relname = 'customers'"
             " AND relnamespace = 'public'::regnamespace"
         ).fetchone()
     assert row == (False, False)
@@ -79,7 +93,9 @@ def test_app_role_cannot_read_other_sessions_or_users(world):
     with app_conn(world) as conn:
         assert conn.execute("SELECT count(*) FROM sessions").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM users").fetchone() == (0,)
-        conn.execute("SELECT set_config('app.user_id', %s, true)", (str(world.alice_id),))
+        conn.execute(
+            "SELECT set_config('app.user_id', %s, true)", (str(world.alice_id),)
+        )
         assert conn.execute("SELECT count(*) FROM sessions").fetchone() == (0,)
         assert conn.execute("SELECT id FROM users").fetchall() == [(world.alice_id,)]
 
@@ -91,10 +107,14 @@ def test_policy_on_a_table_owner_without_force_is_no_wall(scratch_url):
         conn.execute(f"CREATE ROLE {role}")
     try:
         with connect(scratch_url) as conn:
-            conn.execute(f"CREATE TABLE t (org text, v int); ALTER TABLE t OWNER TO {role}")
+            conn.execute(
+                f"CREATE TABLE t (org text, v int); ALTER TABLE t OWNER TO {role}"
+            )
             conn.execute("INSERT INTO t VALUES ('a', 1), ('b', 2)")
             conn.execute("ALTER TABLE t ENABLE ROW LEVEL SECURITY")
-            conn.execute("CREATE POLICY p ON t USING (org = current_setting('app.org', true))")
+            conn.execute(
+                "CREATE POLICY p ON t USING (org = current_setting('app.org', true))"
+            )
             conn.execute(f"SET LOCAL ROLE {role}")
             conn.execute("SELECT set_config('app.org', 'a', true)")
             assert conn.execute("SELECT count(*) FROM t").fetchone() == (2,)

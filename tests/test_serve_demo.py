@@ -19,7 +19,11 @@ from http.cookies import SimpleCookie
 
 import pytest
 
-ALICE = ("alice@example.test", "alice-demo-password", "11111111-1111-1111-1111-111111111111")
+ALICE = (
+    "alice@example.test",
+    "alice-demo-password",
+    "11111111-1111-1111-1111-111111111111",
+)
 BOB = ("bob@example.test", "bob-demo-password", "22222222-2222-2222-2222-222222222222")
 
 
@@ -29,9 +33,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def call(base: str, method: str, path: str, body: dict | None = None, cookie: str | None = None,
-         headers: dict[str, str] | None = None) -> tuple[int, dict, str | None]:
-    request = urllib.request.Request(base + path, method=method, data=json.dumps(body).encode() if body else None)
+def call(
+    base: str,
+    method: str,
+    path: str,
+    body: dict | None = None,
+    cookie: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict, str | None]:
+    request = urllib.request.Request(
+        base + path, method=method, data=json.dumps(body).encode() if body else None
+    )
     request.add_header("Content-Type", "application/json")
     if cookie:
         request.add_header("Cookie", f"orgsafe_session={cookie}")
@@ -39,7 +51,11 @@ def call(base: str, method: str, path: str, body: dict | None = None, cookie: st
         request.add_header(name, value)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            status, raw, set_cookie = response.status, response.read(), response.headers.get("Set-Cookie")
+            status, raw, set_cookie = (
+                response.status,
+                response.read(),
+                response.headers.get("Set-Cookie"),
+            )
     except urllib.error.HTTPError as error:
         status, raw, set_cookie = error.code, error.read(), None
     token = SimpleCookie(set_cookie)["orgsafe_session"].value if set_cookie else None
@@ -48,19 +64,31 @@ def call(base: str, method: str, path: str, body: dict | None = None, cookie: st
 
 def start_serve(data_dir, log_dir) -> tuple[str, subprocess.Popen]:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("ORGSAFE_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k != "DATABASE_URL" and not k.startswith("ORGSAFE_")
+    }
     env["ORGSAFE_DATA_DIR"] = str(data_dir)
     log_dir.mkdir(exist_ok=True)
-    with open(log_dir / f"{port}.out", "w") as out, open(log_dir / f"{port}.err", "w") as err:
+    with (
+        open(log_dir / f"{port}.out", "w") as out,
+        open(log_dir / f"{port}.err", "w") as err,
+    ):
         process = subprocess.Popen(
             [sys.executable, "-m", "orgsafe", "serve", "--demo", "--port", str(port)],
-            env=env, stdout=out, stderr=err, text=True,
+            env=env,
+            stdout=out,
+            stderr=err,
+            text=True,
         )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"serve exited: {(log_dir / f'{port}.err').read_text()}")
+            raise AssertionError(
+                f"serve exited: {(log_dir / f'{port}.err').read_text()}"
+            )
         try:
             if call(base, "GET", "/readyz")[0] == 200:
                 return base, process
@@ -88,21 +116,41 @@ def test_demo_users_see_their_own_org_and_a_foreign_header_changes_nothing(demo_
     base, _ = demo_server
     for email, password, org in (ALICE, BOB):
         other = BOB[2] if org == ALICE[2] else ALICE[2]
-        status, body, cookie = call(base, "POST", "/api/auth/login", {"email": email, "password": password})
+        status, body, cookie = call(
+            base, "POST", "/api/auth/login", {"email": email, "password": password}
+        )
         assert status == 200 and body["orgId"] == org and cookie
         status, who, _ = call(base, "GET", "/api/debug/whoami", cookie=cookie)
-        assert (who["effectiveOrgId"], who["orgSource"], who["environment"]) == (org, "session", "production")
+        assert (who["effectiveOrgId"], who["orgSource"], who["environment"]) == (
+            org,
+            "session",
+            "production",
+        )
         status, page, _ = call(base, "GET", "/api/customers", cookie=cookie)
-        assert status == 200 and page["items"] and {c["orgId"] for c in page["items"]} == {org}
-        status, foreign, _ = call(base, "GET", "/api/customers", cookie=cookie, headers={"X-Org-Id": other})
+        assert (
+            status == 200
+            and page["items"]
+            and {c["orgId"] for c in page["items"]} == {org}
+        )
+        status, foreign, _ = call(
+            base, "GET", "/api/customers", cookie=cookie, headers={"X-Org-Id": other}
+        )
         assert foreign == page
-        status, who, _ = call(base, "GET", "/api/debug/whoami", cookie=cookie, headers={"X-Org-Id": other})
-        assert (who["effectiveOrgId"], who["headerOrgId"], who["headerIgnored"]) == (org, other, True)
+        status, who, _ = call(
+            base, "GET", "/api/debug/whoami", cookie=cookie, headers={"X-Org-Id": other}
+        )
+        assert (who["effectiveOrgId"], who["headerOrgId"], who["headerIgnored"]) == (
+            org,
+            other,
+            True,
+        )
 
 
 def test_demo_is_idempotent_and_sigterm_stops_the_service(demo_server, tmp_path):
     base, process = demo_server
-    first = call(base, "POST", "/api/auth/login", {"email": ALICE[0], "password": ALICE[1]})[2]
+    first = call(
+        base, "POST", "/api/auth/login", {"email": ALICE[0], "password": ALICE[1]}
+    )[2]
     count = len(call(base, "GET", "/api/customers", cookie=first)[1]["items"])
     assert stop(process) == 0
     printed = "".join(path.read_text() for path in (tmp_path / "logs").glob("*.out"))
@@ -110,7 +158,12 @@ def test_demo_is_idempotent_and_sigterm_stops_the_service(demo_server, tmp_path)
     # A second start on the same data folder neither duplicates nor fails.
     again, second = start_serve(tmp_path / "data", tmp_path / "logs")
     try:
-        cookie = call(again, "POST", "/api/auth/login", {"email": ALICE[0], "password": ALICE[1]})[2]
-        assert len(call(again, "GET", "/api/customers", cookie=cookie)[1]["items"]) == count
+        cookie = call(
+            again, "POST", "/api/auth/login", {"email": ALICE[0], "password": ALICE[1]}
+        )[2]
+        assert (
+            len(call(again, "GET", "/api/customers", cookie=cookie)[1]["items"])
+            == count
+        )
     finally:
         assert stop(second) == 0

@@ -1,4 +1,4 @@
-"""orgsafe: a tenant-safe service and an integrity runbook for multi-tenant PostgreSQL."""
+"""orgsafe: a tenant-safe service and an integrity runbook for PostgreSQL."""
 
 from orgsafe.errors import (
     ConfigError,

@@ -85,7 +85,9 @@ def scratch_url(server_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def admin_conn(target: DatabaseTarget) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+def admin_conn(
+    target: DatabaseTarget,
+) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     with connect(target.admin_url, autocommit=True) as conn:
         yield conn
 

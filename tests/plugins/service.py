@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-
 import pytest
 from fastapi.testclient import TestClient
 
@@ -46,7 +45,9 @@ class Api:
         return self.client.request(method, path, headers=pairs, **kwargs)
 
     def login(self, email: str, password: str = PASSWORD) -> str:
-        response = self.call("POST", "/api/auth/login", json={"email": email, "password": password})
+        response = self.call(
+            "POST", "/api/auth/login", json={"email": email, "password": password}
+        )
         assert response.status_code == 200, response.text
         return session_cookie(response)
 
@@ -106,13 +107,16 @@ class World:
 def add_customer(target: DatabaseTarget, org: uuid.UUID, name: str) -> uuid.UUID:
     with connect(target.admin_url, autocommit=True) as conn:
         row = conn.execute(
-            "INSERT INTO customers (org_id, name) VALUES (%s, %s) RETURNING id", (org, name)
+            "INSERT INTO customers (org_id, name) VALUES (%s, %s) RETURNING id",
+            (org, name),
         ).fetchone()
     assert row is not None
     return uuid.UUID(str(row[0]))
 
 
-def make_user(target: DatabaseTarget, name: str, orgs: list[uuid.UUID]) -> tuple[str, uuid.UUID]:
+def make_user(
+    target: DatabaseTarget, name: str, orgs: list[uuid.UUID]
+) -> tuple[str, uuid.UUID]:
     email = f"{name}-{secrets.token_hex(4)}@example.test"
     return email, accounts.create_user(target, email, PASSWORD, orgs).id
 
@@ -126,13 +130,21 @@ def world(target: DatabaseTarget, api: Callable[[str], Api]) -> World:
     bob, bob_id = make_user(target, "bob", [org_b])
     carol, carol_id = make_user(target, "carol", [])
     made = World(
-        target, org_a, org_b, alice, bob, carol, alice_id, bob_id, carol_id,
+        target,
+        org_a,
+        org_b,
+        alice,
+        bob,
+        carol,
+        alice_id,
+        bob_id,
+        carol_id,
         add_customer(target, org_a, "CA1"),
         add_customer(target, org_a, "CA2"),
         add_customer(target, org_b, "CB1"),
     )
     client = api("production")
-    made.cookies = {who: client.login(getattr(made, who)) for who in ("alice", "bob", "carol")}
+    made.cookies = {
+        who: client.login(getattr(made, who)) for who in ("alice", "bob", "carol")
+    }
     return made
-
-

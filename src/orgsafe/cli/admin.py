@@ -107,7 +107,9 @@ def user_create(
     email: Annotated[str, typer.Argument(help="The user's email address.")],
     org: Annotated[
         list[str],
-        typer.Option(help="An org the user belongs to; repeat it; the first is the default."),
+        typer.Option(
+            help="An org the user belongs to; repeat it; the first is the default."
+        ),
     ],
     role: Annotated[str, typer.Option(help="Role in each org.")] = "member",
 ) -> None:

@@ -35,7 +35,9 @@ class DatabaseTarget:
         return redact(self.owner_url)
 
 
-def with_user(url: str, user: str, password: str | None, dbname: str | None = None) -> str:
+def with_user(
+    url: str, user: str, password: str | None, dbname: str | None = None
+) -> str:
     """The same server as `url`, as another role (and maybe another database)."""
     params = conninfo.conninfo_to_dict(url)
     params.pop("password", None)
@@ -54,7 +56,7 @@ def redact(url: str) -> str:
     except psycopg.ProgrammingError:
         return "<unparsable connection string>"
     if "password" in params:
-        params["password"] = "***"
+        params["password"] = "***"  # noqa: S105 - a mask, not a password
     return conninfo.make_conninfo(**params)  # type: ignore[arg-type]
 
 
@@ -73,7 +75,9 @@ def _external_target(settings: Settings, url: str) -> DatabaseTarget:
     except psycopg.ProgrammingError as exc:
         from orgsafe.errors import ConfigError
 
-        raise ConfigError(f"DATABASE_URL is not a valid connection string: {exc}") from exc
+        raise ConfigError(
+            f"DATABASE_URL is not a valid connection string: {exc}"
+        ) from exc
     app_url = settings.app_database_url or with_user(
         url, settings.app_role, settings.app_password
     )
@@ -86,7 +90,9 @@ def _external_target(settings: Settings, url: str) -> DatabaseTarget:
     )
 
 
-def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[tuple[object, ...]]:
+def connect(
+    url: str, *, autocommit: bool = False
+) -> psycopg.Connection[tuple[object, ...]]:
     """A synchronous connection, with connection failures translated."""
     try:
         return psycopg.connect(

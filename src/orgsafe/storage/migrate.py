@@ -54,9 +54,7 @@ def upgrade(target: DatabaseTarget, app_password: str | None = None) -> str:
 
 def current_revision(target: DatabaseTarget) -> str:
     with connect(target.owner_url) as conn:
-        row = conn.execute(
-            "SELECT version_num FROM alembic_version LIMIT 1"
-        ).fetchone()
+        row = conn.execute("SELECT version_num FROM alembic_version LIMIT 1").fetchone()
     return str(row[0]) if row else "none"
 
 

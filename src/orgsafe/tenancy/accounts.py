@@ -32,15 +32,17 @@ def parse_org_id(raw: str) -> uuid.UUID:
         raise UsageError(f"org id {raw!r} is not a uuid") from None
 
 
-def create_org(target: DatabaseTarget, name: str, org_id: uuid.UUID | None = None) -> uuid.UUID:
+def create_org(
+    target: DatabaseTarget, name: str, org_id: uuid.UUID | None = None
+) -> uuid.UUID:
     name = name.strip()
     if not 1 <= len(name) <= 200:
         raise UsageError("org name must be 1 to 200 characters")
     with connect(target.owner_url) as conn:
         try:
             row = conn.execute(
-                "INSERT INTO orgs (id, name) VALUES (coalesce(%s, gen_random_uuid()), %s)"
-                " RETURNING id",
+                "INSERT INTO orgs (id, name)"
+                " VALUES (coalesce(%s, gen_random_uuid()), %s) RETURNING id",
                 (org_id, name),
             ).fetchone()
         except psycopg.errors.UniqueViolation:

@@ -93,7 +93,9 @@ def _member_header_org(
     if not values:
         return None
     if len(values) > 1:
-        raise RequestError(400, "X-Org-Id header given more than once", "header_repeated")
+        raise RequestError(
+            400, "X-Org-Id header given more than once", "header_repeated"
+        )
     org = parse_uuid(values[0].strip())
     if org is None:
         raise RequestError(400, "X-Org-Id header is not a uuid", "header_malformed")

@@ -100,9 +100,7 @@ class CustomerStore:
     async def create(self, name: str, email: str | None) -> Customer:
         # Re-checked in this transaction; the foreign key covers a delete that
         # lands between this check and the insert.
-        cur = await self._conn.execute(
-            "SELECT 1 FROM orgs WHERE id = %s", (self._org,)
-        )
+        cur = await self._conn.execute("SELECT 1 FROM orgs WHERE id = %s", (self._org,))
         if await cur.fetchone() is None:
             raise OrgMissing(f"org {self._org} does not exist")
         try:

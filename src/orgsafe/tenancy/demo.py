@@ -53,8 +53,8 @@ def seed_demo(target: DatabaseTarget, base_url: str) -> Iterator[str]:
         yield f"  org {org.name} {org.id}: {org.email} / {org.password}"
     yield (
         f"  curl -c jar.txt -H 'Content-Type: application/json' "
-        f"-d '{{\"email\": \"{DEMO_ORGS[0].email}\", "
-        f"\"password\": \"{DEMO_ORGS[0].password}\"}}' {base_url}/api/auth/login"
+        f'-d \'{{"email": "{DEMO_ORGS[0].email}", '
+        f'"password": "{DEMO_ORGS[0].password}"}}\' {base_url}/api/auth/login'
     )
 
 

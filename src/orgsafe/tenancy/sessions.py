@@ -13,6 +13,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from psycopg import AsyncConnection
 
@@ -83,10 +84,10 @@ async def load_identity(conn: Conn, user_id: uuid.UUID) -> Identity:
         " FROM users u WHERE u.id = %s",
         (user_id,),
     )
-    row = await cur.fetchone()
+    row: tuple[Any, ...] | None = await cur.fetchone()
     if row is None:
         return Identity(None, frozenset())
-    return Identity(row[0], frozenset(row[1]))  # type: ignore[arg-type]
+    return Identity(row[0], frozenset(row[1]))
 
 
 async def create_session(

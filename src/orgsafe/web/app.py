@@ -92,7 +92,9 @@ def make_pool(settings: Settings, target: DatabaseTarget) -> AsyncConnectionPool
     )
 
 
-def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def error(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
@@ -118,8 +120,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return error(503, "Service busy, try again")
 
     @app.exception_handler(psycopg.OperationalError)
-    async def unavailable(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
-        log.warning("database_unavailable", path=request.url.path, sqlstate=exc.sqlstate)
+    async def unavailable(
+        request: Request, exc: psycopg.OperationalError
+    ) -> JSONResponse:
+        log.warning(
+            "database_unavailable", path=request.url.path, sqlstate=exc.sqlstate
+        )
         return error(503, "Database unavailable")
 
     @app.exception_handler(Exception)

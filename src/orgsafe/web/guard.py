@@ -87,7 +87,9 @@ class Guard:
             if choice.effective_org_id is None:
                 raise RequestError(401, NOT_AUTHENTICATED, "no_org")
             await sessions.set_local(auth.conn, "app.org_id", choice.effective_org_id)
-            yield Tenant(auth.conn, auth.session.user_id, choice.effective_org_id, choice)
+            yield Tenant(
+                auth.conn, auth.session.user_id, choice.effective_org_id, choice
+            )
 
     def choose(self, request: Request, auth: Authenticated) -> OrgChoice:
         choice = choose_org(

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from starlette.status import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from orgsafe.errors import RequestError
+from orgsafe.errors import RequestError, UsageError
 from orgsafe.tenancy import sessions
 from orgsafe.tenancy.accounts import normalise_email
 from orgsafe.tenancy.choice import parse_uuid
@@ -21,7 +21,6 @@ from orgsafe.tenancy.customers import (
     OrgMissing,
 )
 from orgsafe.tenancy.passwords import verify_password
-from orgsafe.errors import UsageError
 from orgsafe.web.guard import NOT_AUTHENTICATED, Guard, audit
 from orgsafe.web.schemas import (
     CustomerIn,
@@ -48,7 +47,9 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         404: "Not found",
         503: "Database unavailable or busy",
     }
-    return {code: {"model": ErrorBody, "description": described[code]} for code in codes}
+    return {
+        code: {"model": ErrorBody, "description": described[code]} for code in codes
+    }
 
 
 def guard(request: Request) -> Guard:
@@ -103,7 +104,8 @@ async def login(body: LoginBody, request: Request, response: Response) -> LoginR
     async with g.transaction() as conn:
         await sessions.set_local(conn, "app.login_email", email)
         cur = await conn.execute(
-            "SELECT id, password_hash, default_org_id FROM users WHERE lower(email) = %s",
+            "SELECT id, password_hash, default_org_id FROM users"
+            " WHERE lower(email) = %s",
             (email,),
         )
         user = await cur.fetchone()
@@ -211,7 +213,9 @@ async def list_customers(
             page = await CustomerStore(tenant.conn, tenant.org_id).page(limit, cursor)
         except BadCursor:
             raise RequestError(400, "cursor is malformed", "bad_cursor") from None
-    return CustomerPage(items=[out(c) for c in page.items], next_cursor=page.next_cursor)
+    return CustomerPage(
+        items=[out(c) for c in page.items], next_cursor=page.next_cursor
+    )
 
 
 @router.post(
@@ -252,11 +256,15 @@ async def get_customer(id: str, request: Request) -> CustomerOut:
     responses=errors(400, 401, 403, 404, 503),
     tags=["customers"],
 )
-async def update_customer(id: str, body: CustomerPatch, request: Request) -> CustomerOut:
+async def update_customer(
+    id: str, body: CustomerPatch, request: Request
+) -> CustomerOut:
     wanted = customer_id(id)
     changes = body.model_dump(exclude_unset=True, by_alias=False)
     async with guard(request).tenant(request) as tenant:
-        updated = await CustomerStore(tenant.conn, tenant.org_id).update(wanted, changes)
+        updated = await CustomerStore(tenant.conn, tenant.org_id).update(
+            wanted, changes
+        )
     if updated is None:
         raise not_found()
     return out(updated)
