@@ -47,9 +47,8 @@ def replacement_name(name: str) -> str:
 
 def matches(fk: ForeignKey, options: Options) -> bool:
     """Same parent column and, where asked for, the same actions."""
-    return (
-        (options.on_update is None or fk.on_update == options.on_update)
-        and (options.on_delete is None or fk.on_delete == options.on_delete)
+    return (options.on_update is None or fk.on_update == options.on_update) and (
+        options.on_delete is None or fk.on_delete == options.on_delete
     )
 
 

@@ -95,17 +95,23 @@ def count(session: Session, target: Target) -> int:
     return int(found)
 
 
-def samples(session: Session, target: Target, limit: int) -> list[dict[str, Any]]:
+def samples(
+    session: Session, target: Target, limit: int, only_offenders: bool = False
+) -> list[dict[str, Any]]:
+    """Offenders and values that will not convert as they stand, by key."""
+    wanted = offender(target)
+    if not only_offenders:
+        wanted = sql.SQL("{} OR {} IS NOT NULL").format(wanted, _sample_reason(target))
     found = session.rows(
         sql.SQL(
             "SELECT {key}, c.{col}::text, {reason} FROM {child} c "
-            "WHERE {offends} OR {reason} IS NOT NULL ORDER BY {order} LIMIT %s"
+            "WHERE {wanted} ORDER BY {order} LIMIT %s"
         ).format(
+            wanted=wanted,
             key=key_json(target, "c"),
             col=sql.Identifier(target.column.name),
             reason=_sample_reason(target),
             child=target.child.ident,
-            offends=offender(target),
             order=key_order(target, "c"),
         ),
         (limit,),

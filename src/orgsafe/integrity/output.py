@@ -60,6 +60,7 @@ class Reporter:
         self.json_mode = json_mode
         self.out = out or sys.stdout
         self.errs = err or sys.stderr
+        self.emitted = False
 
     @property
     def tty(self) -> bool:
@@ -113,6 +114,7 @@ class Reporter:
 
     def result(self, payload: dict[str, Any]) -> None:
         if self.json_mode:
+            self.emitted = True
             print(json.dumps(payload, default=str, sort_keys=True), file=self.out)
 
 

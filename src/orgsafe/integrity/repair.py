@@ -122,7 +122,7 @@ def _one_batch(
 
 def batch_statement(
     ctx: Context, target: Target, action: OrphanAction, resume: bool
-) -> sql.Composable:
+) -> sql.Composed:
     change = _move if action.kind is OrphanKind.quarantine else _update
     return sql.SQL(
         "WITH batch AS ("
@@ -163,7 +163,7 @@ def batch_statement(
 
 
 def _update(target: Target, action: OrphanAction) -> sql.Composable:
-    new = sql.SQL("NULL")
+    new: sql.Composable = sql.SQL("NULL")
     if action.kind is OrphanKind.reassign:
         new = sql.SQL("{}::{}").format(
             sql.Literal(action.value), sql.SQL(target.column.type_name)

@@ -27,7 +27,7 @@ from orgsafe.storage import connect, redact, translate
 log = get_logger("orgsafe.integrity")
 
 APPLICATION_NAME = "orgsafe-integrity"
-Query = str | sql.Composable
+Query = str | sql.SQL | sql.Composed
 Row = tuple[Any, ...]
 
 # Which held lock modes block a request for a given mode (PostgreSQL's table).
@@ -139,7 +139,7 @@ class Session:
             )
         return found[0]
 
-    def render(self, query: Query) -> str:
+    def render(self, query: str | sql.Composable) -> str:
         if isinstance(query, str):
             return query
         return query.as_string(self.conn)

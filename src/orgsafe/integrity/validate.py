@@ -66,7 +66,9 @@ def validate(ctx: Context, target: Target) -> dict[str, Any]:
     check_types(target)
     keys = foreign_keys(ctx.session, target)
     if not keys:
-        raise StepRefused(f"{target.label} has no foreign key to validate: run constrain")
+        raise StepRefused(
+            f"{target.label} has no foreign key to validate: run constrain"
+        )
     _gate(ctx, target)
     pending = [fk for fk in keys if not fk.validated]
     if pending and ctx.options.snapshot:
