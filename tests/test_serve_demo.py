@@ -167,3 +167,39 @@ def test_demo_is_idempotent_and_sigterm_stops_the_service(demo_server, tmp_path)
         )
     finally:
         assert stop(second) == 0
+
+
+def test_admin_commands_share_the_running_servers_database(demo_server, tmp_path):
+    base, process = demo_server
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k != "DATABASE_URL" and not k.startswith("ORGSAFE_")
+    }
+    env["ORGSAFE_DATA_DIR"] = str(tmp_path / "data")
+
+    def orgsafe(*args: str, stdin: str = "") -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "orgsafe", *args],
+            env=env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    org = orgsafe("org", "create", "Made while serving")
+    orgsafe("user", "create", "erin@example.test", "--org", org, stdin="erin password\n")
+    # The commands attached to the running embedded server and left it running.
+    assert process.poll() is None
+    status, body, cookie = call(
+        base,
+        "POST",
+        "/api/auth/login",
+        {"email": "erin@example.test", "password": "erin password"},
+    )
+    assert (status, body["orgId"]) == (200, org)
+    assert call(base, "GET", "/api/customers", cookie=cookie)[1]["items"] == []
+    assert "schema at revision" in orgsafe("db", "upgrade")
