@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import AliasChoices, Field, field_validator
@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     pool_max_size: int = Field(default=10, ge=1, le=500)
     pool_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     statement_timeout_ms: int = Field(default=5000, ge=100, le=600_000)
+    # "transaction" when a transaction pooler (PgBouncer) sits in front of the
+    # database: nothing session-level may then be relied on, prepared statements
+    # included.
+    pooler: Literal["none", "transaction"] = "none"
 
     @field_validator("env", mode="before")
     @classmethod

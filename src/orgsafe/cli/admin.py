@@ -52,7 +52,7 @@ class GracefulServer:
 
 def migrated_target(settings: Settings) -> DatabaseTarget:
     target = resolve_target(settings)
-    upgrade(target, settings.app_password)
+    upgrade(target, settings.app_password, settings.statement_timeout_ms)
     return target
 
 
@@ -91,7 +91,9 @@ def serve(
 def db_upgrade() -> None:
     """Apply every pending schema migration."""
     settings = Settings()
-    revision = upgrade(resolve_target(settings), settings.app_password)
+    revision = upgrade(
+        resolve_target(settings), settings.app_password, settings.statement_timeout_ms
+    )
     print(f"schema at revision {revision}")
 
 

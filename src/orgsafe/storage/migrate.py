@@ -30,9 +30,13 @@ def alembic_config(target: DatabaseTarget) -> Config:
     return config
 
 
-def upgrade(target: DatabaseTarget, app_password: str | None = None) -> str:
+def upgrade(
+    target: DatabaseTarget,
+    app_password: str | None = None,
+    statement_timeout_ms: int = 5000,
+) -> str:
     """Bring the schema to the newest revision; returns that revision."""
-    ensure_app_role(target, app_password)
+    ensure_app_role(target, app_password, statement_timeout_ms)
     engine = create_engine(
         "postgresql+psycopg://",
         creator=lambda: connect(target.owner_url),
@@ -58,7 +62,9 @@ def current_revision(target: DatabaseTarget) -> str:
     return str(row[0]) if row else "none"
 
 
-def ensure_app_role(target: DatabaseTarget, password: str | None) -> None:
+def ensure_app_role(
+    target: DatabaseTarget, password: str | None, statement_timeout_ms: int = 5000
+) -> None:
     with connect(target.admin_url, autocommit=True) as conn:
         exists = conn.execute(
             "SELECT 1 FROM pg_roles WHERE rolname = %s", (target.app_role,)
@@ -70,6 +76,15 @@ def ensure_app_role(target: DatabaseTarget, password: str | None) -> None:
                         sql.Identifier(target.app_role)
                     )
                 )
+            conn.execute(
+                sql.SQL(
+                    "ALTER ROLE {} IN DATABASE {} SET statement_timeout = {}"
+                ).format(
+                    sql.Identifier(target.app_role),
+                    sql.Identifier(str(conn.info.dbname)),
+                    sql.Literal(f"{int(statement_timeout_ms)}ms"),
+                )
+            )
             if password:
                 conn.execute(
                     sql.SQL("ALTER ROLE {} PASSWORD {}").format(

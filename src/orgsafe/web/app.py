@@ -74,19 +74,15 @@ def openapi_without_422(app: FastAPI) -> dict[str, Any]:
 
 
 def make_pool(settings: Settings, target: DatabaseTarget) -> AsyncConnectionPool[Any]:
-    timeout_ms = settings.statement_timeout_ms
-
-    async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
-        await conn.execute(f"SET statement_timeout = {int(timeout_ms)}")
-        await conn.commit()
-
+    # statement_timeout is the app role's own setting (see storage.migrate), so it
+    # holds through a transaction pooler, where a session-level SET would not.
+    prepare = None if settings.pooler == "transaction" else 0
     return AsyncConnectionPool(
         target.app_url,
         min_size=settings.pool_min_size,
         max_size=max(settings.pool_max_size, settings.pool_min_size),
         timeout=settings.pool_timeout_seconds,
-        kwargs={"connect_timeout": 5},
-        configure=configure,
+        kwargs={"connect_timeout": 5, "prepare_threshold": prepare},
         open=False,
         name="orgsafe-app",
     )
