@@ -8,7 +8,8 @@ uuid (`converted_url`).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ import psycopg
 import pytest
 
 from orgsafe.cli import main
+from orgsafe.storage import DatabaseTarget, upgrade
 
 ORG_A = "11111111-1111-1111-1111-111111111111"
 ORG_B = "22222222-2222-2222-2222-222222222222"
@@ -92,3 +94,19 @@ def converted_url(legacy_url: str) -> str:
     """L1: L0 with org_id already uuid, still without a foreign key."""
     execute(legacy_url, CONVERT)
     return legacy_url
+
+
+@pytest.fixture
+def service_url(scratch_url: str) -> Iterator[str]:
+    """A database migrated to the service's own schema, with its own keys."""
+    app_role = f"orgsafe_app_{secrets.token_hex(3)}"
+    made = DatabaseTarget(
+        admin_url=scratch_url,
+        owner_url=scratch_url,
+        app_url=scratch_url,
+        app_role=app_role,
+        embedded=False,
+    )
+    upgrade(made, None)
+    yield scratch_url
+    execute(scratch_url, f"DROP OWNED BY {app_role}", f"DROP ROLE {app_role}")

@@ -93,7 +93,10 @@ def _check_dependents(ctx: Context, target: Target, mode: RetypeMode) -> None:
         "WHERE refclassid = 'pg_class'::regclass AND refobjid = %s "
         "AND refobjsubid = %s AND deptype IN ('n', 'a') "
         "AND NOT (classid = 'pg_trigger'::regclass AND objid IN "
-        "  (SELECT oid FROM pg_trigger WHERE tgname = %s))",
+        "  (SELECT oid FROM pg_trigger WHERE tgname = %s)) "
+        # PostgreSQL 18 records NOT NULL as a constraint; the swap restores it.
+        "AND NOT (classid = 'pg_constraint'::regclass AND objid IN "
+        "  (SELECT oid FROM pg_constraint WHERE contype = 'n'))",
         (target.child.oid, target.column.attnum, trigger_name(target)),
         "reading what depends on the column",
     )
@@ -140,6 +143,10 @@ def _quarantine_insert(ctx: Context, target: Target, source: str) -> sql.Compose
         "child_column, row_key, original_value, original_type, action, reason) "
         "SELECT {run}, 'retype', {ref}, {schema}, {table}, {col}, {key}, "
         "d.old_value, {type}, 'null', {reason} FROM {source} d WHERE {bad} "
+        # A resumed retype must not file the same value twice under a new run.
+        "AND NOT EXISTS (SELECT 1 FROM {q} o WHERE o.step = 'retype' "
+        "AND o.reference = {ref} AND o.row_key = {key} "
+        "AND o.original_value = d.old_value AND o.restored_at IS NULL) "
         "ON CONFLICT DO NOTHING"
     ).format(
         q=sql.SQL(QUARANTINE),

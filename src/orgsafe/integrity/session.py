@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import conninfo, sql
 
+from orgsafe.errors import DatabaseError
 from orgsafe.integrity.failures import LockNotAcquired, StepTimeout
 from orgsafe.logs import get_logger
 from orgsafe.storage import connect, redact, translate
@@ -173,6 +174,10 @@ class Session:
                 )
             except psycopg.errors.QueryCanceled as exc:
                 raise timeout_error(exc, doing, budget) from exc
+            except psycopg.errors.ForeignKeyViolation as exc:
+                # The detail names the offending key; the caller may repair it.
+                detail = exc.diag.message_detail or ""
+                raise DatabaseError(f"{doing}: {_first_line(exc)} {detail}", "23503") from exc
             except psycopg.Error as exc:
                 translate(exc, doing)
             if attempt < self.limits.retries:
@@ -241,3 +246,8 @@ def timeout_error(
     return StepTimeout(
         f"{doing}: {reason}; raise the budget and run the step again", "57014"
     )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -72,12 +72,14 @@ def os_user() -> str:
 
 
 def store_exists(session: Session) -> bool:
+    # Not to_regclass: it fails without USAGE on the schema, and this must not.
     (found,) = session.one(
-        "SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL",
-        (QUARANTINE, HISTORY),
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname IN ('quarantine', 'history')",
+        (SCHEMA,),
         "looking for the quarantine table",
     )
-    return bool(found)
+    return int(found) == 2
 
 
 def ensure_store(session: Session) -> None:
