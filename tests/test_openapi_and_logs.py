@@ -11,6 +11,7 @@ from tests.plugins.service import PASSWORD
 ROUTES = {
     ("post", "/api/auth/login"),
     ("post", "/api/auth/logout"),
+    ("post", "/api/auth/password"),
     ("post", "/api/session/org"),
     ("get", "/api/debug/whoami"),
     ("get", "/api/customers"),

@@ -58,6 +58,16 @@ class Settings(BaseSettings):
     session_absolute_hours: int = Field(default=12, ge=1, le=24 * 30)
     cookie_name: str = "orgsafe_session"
 
+    login_account_failures: int = Field(default=5, ge=1, le=1000)
+    login_address_failures: int = Field(default=30, ge=1, le=100_000)
+    login_window_seconds: int = Field(default=900, ge=1, le=86_400)
+    login_lockout_seconds: int = Field(default=300, ge=1, le=86_400)
+
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # Comma-separated origins, besides the service's own, allowed to send
+    # state-changing requests (e.g. "https://app.example.com").
+    allowed_origins: str = ""
+
     pool_min_size: int = Field(default=2, ge=1, le=100)
     pool_max_size: int = Field(default=10, ge=1, le=500)
     pool_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
@@ -78,6 +88,11 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             return None
         return value
+
+    @property
+    def origins(self) -> frozenset[str]:
+        found = (part.strip().rstrip("/") for part in self.allowed_origins.split(","))
+        return frozenset(origin.lower() for origin in found if origin)
 
     @property
     def is_production(self) -> bool:

@@ -45,8 +45,15 @@ class RequestError(OrgsafeError):
     `message` is what the client reads in `{"error": ...}`.
     """
 
-    def __init__(self, status: int, message: str, reason: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        reason: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.reason = reason
+        self.headers = headers

@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +59,18 @@ def session_cookie(response: Any) -> str:
         if name.strip() == COOKIE:
             return rest.split(";", 1)[0]
     raise AssertionError(f"no session cookie in {response.headers}")
+
+
+@contextmanager
+def custom_api(target: DatabaseTarget, **settings: Any) -> Iterator[Api]:
+    """A client for an app of its own, built with the given settings."""
+    made = Settings(database_url=target.owner_url, **settings)
+    with TestClient(
+        create_app(made, target),
+        base_url="https://testserver",
+        raise_server_exceptions=False,
+    ) as client:
+        yield Api(client, made.env.value)
 
 
 @pytest.fixture(scope="session")

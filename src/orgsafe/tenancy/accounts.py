@@ -85,6 +85,8 @@ def create_user(
             raise UsageError(f"a user with email {email} already exists") from None
         assert row is not None
         user_id = uuid.UUID(str(row[0]))
+        # Memberships are under forced row security, the owner included.
+        conn.execute("SELECT set_config('app.user_id', %s, true)", (str(user_id),))
         for org_id in dict.fromkeys(org_ids):
             conn.execute(
                 "INSERT INTO memberships (user_id, org_id, role) VALUES (%s, %s, %s)",

@@ -73,6 +73,7 @@ def _seed_org(conn: psycopg.Connection[tuple[object, ...]], org: DemoOrg) -> Non
             (org.email, hash_password(org.password), org.id),
         ).fetchone()
     assert user is not None
+    conn.execute("SELECT set_config('app.user_id', %s, true)", (str(user[0]),))
     conn.execute(
         "INSERT INTO memberships (user_id, org_id, role) VALUES (%s, %s, 'owner')"
         " ON CONFLICT DO NOTHING",

@@ -22,8 +22,9 @@ from orgsafe.logs import get_logger
 from orgsafe.storage import DatabaseTarget
 from orgsafe.web import routes
 from orgsafe.web.guard import Guard, audit
+from orgsafe.web.limits import BodyLimit, SameOrigin
 
-DENIALS = frozenset({400, 401, 403, 404})
+RETRY_SOON = {"Retry-After": "1"}
 log = get_logger("orgsafe.web")
 
 
@@ -52,6 +53,8 @@ def create_app(settings: Settings, target: DatabaseTarget) -> FastAPI:
     app.include_router(routes.router)
     app.openapi = lambda: openapi_without_422(app)  # type: ignore[method-assign]
     install_error_handlers(app)
+    app.add_middleware(SameOrigin, allowed=settings.origins)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(DenialLog)
     return app
 
@@ -98,7 +101,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestError)
     async def refused(request: Request, exc: RequestError) -> JSONResponse:
         audit(request)["reason"] = exc.reason
-        return error(exc.status, exc.message)
+        return error(exc.status, exc.message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -113,7 +116,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PoolTimeout)
     async def busy(request: Request, exc: PoolTimeout) -> JSONResponse:
         log.warning("pool_exhausted", path=request.url.path)
-        return error(503, "Service busy, try again")
+        return error(503, "Service busy, try again", RETRY_SOON)
 
     @app.exception_handler(psycopg.OperationalError)
     async def unavailable(
@@ -122,7 +125,7 @@ def install_error_handlers(app: FastAPI) -> None:
         log.warning(
             "database_unavailable", path=request.url.path, sqlstate=exc.sqlstate
         )
-        return error(503, "Database unavailable")
+        return error(503, "Database unavailable", RETRY_SOON)
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> JSONResponse:
@@ -142,7 +145,7 @@ def describe_validation(exc: RequestValidationError) -> str:
 
 
 class DenialLog:
-    """Tags each request with an id; writes one line for every 400, 401, 403, 404."""
+    """Tags each request with an id; writes one line for every 4xx answer."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -165,7 +168,7 @@ class DenialLog:
             await send(message)
 
         await self.app(scope, receive, tagged)
-        if status in DENIALS:
+        if 400 <= status < 500:
             self.write(scope, status, request_id)
 
     @staticmethod

@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from orgsafe.config import Settings
 from orgsafe.errors import RequestError
-from orgsafe.tenancy import sessions
+from orgsafe.tenancy import sessions, throttle
 from orgsafe.tenancy.choice import OrgChoice, choose_org, header_report
 from orgsafe.tenancy.sessions import Conn, Identity, SessionRow
 
@@ -56,6 +56,12 @@ class Guard:
         self.settings = settings
         self.idle = timedelta(minutes=settings.session_idle_minutes)
         self.lifetime = timedelta(hours=settings.session_absolute_hours)
+        self.limits = throttle.Limits(
+            account_failures=settings.login_account_failures,
+            address_failures=settings.login_address_failures,
+            window=timedelta(seconds=settings.login_window_seconds),
+            lockout=timedelta(seconds=settings.login_lockout_seconds),
+        )
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.status import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from orgsafe.errors import RequestError, UsageError
-from orgsafe.tenancy import sessions
+from orgsafe.tenancy import sessions, throttle
 from orgsafe.tenancy.accounts import normalise_email
 from orgsafe.tenancy.choice import parse_uuid
 from orgsafe.tenancy.customers import (
@@ -20,8 +20,9 @@ from orgsafe.tenancy.customers import (
     CustomerStore,
     OrgMissing,
 )
-from orgsafe.tenancy.passwords import verify_password
-from orgsafe.web.guard import NOT_AUTHENTICATED, Guard, audit
+from orgsafe.tenancy.passwords import hash_password, password_problem, verify_password
+from orgsafe.tenancy.sessions import Conn
+from orgsafe.web.guard import NOT_AUTHENTICATED, Authenticated, Guard, audit
 from orgsafe.web.schemas import (
     CustomerIn,
     CustomerOut,
@@ -30,6 +31,7 @@ from orgsafe.web.schemas import (
     ErrorBody,
     LoginBody,
     LoginResult,
+    PasswordChange,
     Status,
     SwitchOrgBody,
     SwitchOrgResult,
@@ -45,6 +47,8 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         401: "Not authenticated",
         403: "Forbidden",
         404: "Not found",
+        413: "Request body too large",
+        429: "Too many attempts; see Retry-After",
         503: "Database unavailable or busy",
     }
     return {
@@ -92,29 +96,28 @@ def set_cookie(request: Request, response: Response, token: str) -> None:
 @router.post(
     "/api/auth/login",
     response_model=LoginResult,
-    responses=errors(400, 401, 503),
+    responses=errors(400, 401, 403, 413, 429, 503),
     tags=["auth"],
 )
 async def login(body: LoginBody, request: Request, response: Response) -> LoginResult:
     g = guard(request)
-    try:
-        email = normalise_email(body.email)
-    except UsageError:
-        email = ""
+    email = normalised_or_blank(body.email)
+    address = request.client.host if request.client else None
+    counted = throttle.keys(email or body.email.strip().lower(), address)
     async with g.transaction() as conn:
-        await sessions.set_local(conn, "app.login_email", email)
-        cur = await conn.execute(
-            "SELECT id, password_hash, default_org_id FROM users"
-            " WHERE lower(email) = %s",
-            (email,),
-        )
-        user = await cur.fetchone()
+        wait = await throttle.blocked_for(conn, counted)
+        if wait:
+            raise too_many_attempts(wait)
+        user = await find_user(conn, email)
     stored = str(user[1]) if user else None
     if not await asyncio.to_thread(verify_password, stored, body.password) or not user:
+        async with g.transaction() as conn:
+            await throttle.record_failure(conn, counted, g.limits)
         raise RequestError(401, "Invalid email or password", "bad_credentials")
     user_id = uuid.UUID(str(user[0]))
     audit(request)["user_id"] = str(user_id)
     async with g.transaction() as conn:
+        await throttle.record_success(conn, counted)
         old = request.cookies.get(g.settings.cookie_name)
         if old and len(old) <= 128:
             await sessions.end_session(conn, old)
@@ -126,11 +129,81 @@ async def login(body: LoginBody, request: Request, response: Response) -> LoginR
     return LoginResult(user_id=user_id, org_id=org)
 
 
+def normalised_or_blank(raw: str) -> str:
+    try:
+        return normalise_email(raw)
+    except UsageError:
+        return ""
+
+
+def too_many_attempts(seconds: int) -> RequestError:
+    return RequestError(
+        429,
+        "Too many login attempts, try again later",
+        "login_throttled",
+        {"Retry-After": str(max(1, seconds))},
+    )
+
+
+async def find_user(conn: Conn, email: str) -> tuple[Any, ...] | None:
+    await sessions.set_local(conn, "app.login_email", email)
+    cur = await conn.execute(
+        "SELECT id, password_hash, default_org_id FROM users WHERE lower(email) = %s",
+        (email,),
+    )
+    return await cur.fetchone()
+
+
+@router.post(
+    "/api/auth/password",
+    status_code=HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=errors(400, 401, 403, 413, 503),
+    tags=["auth"],
+)
+async def change_password(body: PasswordChange, request: Request) -> Response:
+    g = guard(request)
+    problem = password_problem(body.new_password)
+    if problem:
+        raise RequestError(400, f"newPassword: {problem}", "weak_password")
+    new_hash = await asyncio.to_thread(hash_password, body.new_password)
+    async with g.session(request) as auth:
+        cur = await auth.conn.execute(
+            "SELECT password_hash FROM users WHERE id = %s", (auth.session.user_id,)
+        )
+        row = await cur.fetchone()
+        stored = str(row[0]) if row else None
+        if not await asyncio.to_thread(verify_password, stored, body.current_password):
+            raise RequestError(403, "Current password is wrong", "bad_current_password")
+        await auth.conn.execute(
+            "UPDATE users SET password_hash = %s, password_changed_at = now()"
+            " WHERE id = %s",
+            (new_hash, auth.session.user_id),
+        )
+        await auth.conn.execute("SELECT end_other_sessions()")
+        token = await rotate(g, auth)
+    response = Response(status_code=HTTP_204_NO_CONTENT)
+    set_cookie(request, response, token)
+    return response
+
+
+async def rotate(g: Guard, auth: Authenticated, org: uuid.UUID | None = None) -> str:
+    """A new token for the same session life; the old one stops working."""
+    await sessions.end_session(auth.conn, auth.token)
+    return await sessions.create_session(
+        auth.conn,
+        auth.session.user_id,
+        org if org is not None else auth.session.org_id,
+        auth.session.expires_at,
+        g.lifetime,
+    )
+
+
 @router.post(
     "/api/auth/logout",
     status_code=HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=errors(401, 503),
+    responses=errors(401, 403, 413, 503),
     tags=["auth"],
 )
 async def logout(request: Request) -> Response:
@@ -150,7 +223,7 @@ async def logout(request: Request) -> Response:
 @router.post(
     "/api/session/org",
     response_model=SwitchOrgResult,
-    responses=errors(400, 401, 403, 503),
+    responses=errors(400, 401, 403, 413, 503),
     tags=["auth"],
 )
 async def switch_org(
@@ -165,10 +238,7 @@ async def switch_org(
         if org not in auth.identity.member_org_ids:
             raise RequestError(403, "Not a member of this org", "switch_not_member")
         # A new token for the new org; the absolute expiry does not move.
-        await sessions.end_session(auth.conn, auth.token)
-        token = await sessions.create_session(
-            auth.conn, auth.session.user_id, org, auth.session.expires_at, g.lifetime
-        )
+        token = await rotate(g, auth, org)
     set_cookie(request, response, token)
     return SwitchOrgResult(org_id=org)
 
@@ -222,7 +292,7 @@ async def list_customers(
     "/api/customers",
     response_model=CustomerOut,
     status_code=HTTP_201_CREATED,
-    responses=errors(400, 401, 403, 503),
+    responses=errors(400, 401, 403, 413, 503),
     tags=["customers"],
 )
 async def create_customer(body: CustomerIn, request: Request) -> CustomerOut:
@@ -253,7 +323,7 @@ async def get_customer(id: str, request: Request) -> CustomerOut:
 @router.patch(
     "/api/customers/{id}",
     response_model=CustomerOut,
-    responses=errors(400, 401, 403, 404, 503),
+    responses=errors(400, 401, 403, 404, 413, 503),
     tags=["customers"],
 )
 async def update_customer(
@@ -274,7 +344,7 @@ async def update_customer(
     "/api/customers/{id}",
     status_code=HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=errors(400, 401, 403, 404, 503),
+    responses=errors(400, 401, 403, 404, 413, 503),
     tags=["customers"],
 )
 async def delete_customer(id: str, request: Request) -> Response:

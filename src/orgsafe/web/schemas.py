@@ -43,6 +43,11 @@ class LoginBody(Body):
     password: str = Field(min_length=1, max_length=1024)
 
 
+class PasswordChange(Body):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)
+
+
 class LoginResult(Wire):
     user_id: uuid.UUID
     org_id: uuid.UUID | None
