@@ -64,7 +64,8 @@ def exit_code_for(exc: OrgsafeError) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode, click returns the code of `typer.Exit(code)`.
+        code = app(args=argv, standalone_mode=False)
     except typer.TyperException as exc:
         _usage_failure(exc)
     except typer.Abort:
@@ -75,6 +76,8 @@ def main(argv: list[str] | None = None) -> None:
         fail(str(exc), exit_code_for(exc))
     except KeyboardInterrupt:
         fail("interrupted", 130)
+    if isinstance(code, int) and code:
+        raise SystemExit(code)
 
 
 def _usage_failure(exc: typer.TyperException) -> NoReturn:

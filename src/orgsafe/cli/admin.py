@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 import uuid
 from collections.abc import Iterator
@@ -11,9 +12,16 @@ from typing import Annotated, Any
 import typer
 
 from orgsafe.config import Settings
-from orgsafe.errors import UsageError
+from orgsafe.errors import OrgsafeError, UsageError
 from orgsafe.storage import DatabaseTarget, resolve_target, upgrade
 from orgsafe.tenancy import accounts
+
+
+class RefusedError(OrgsafeError):
+    """A guard refused to go on."""
+
+    exit_code = 5
+
 
 db_app = typer.Typer(help="Schema migrations.", no_args_is_help=True)
 org_app = typer.Typer(help="Manage orgs.", no_args_is_help=True)
@@ -22,6 +30,7 @@ user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
+    app.command("doctor")(doctor)
     app.add_typer(db_app, name="db")
     app.add_typer(org_app, name="org")
     app.add_typer(user_app, name="user")
@@ -71,6 +80,7 @@ def serve(
 
     settings = Settings()
     target = migrated_target(settings)
+    refuse_unsafe_database(settings, target)
     if demo:
         for line in seed_demo(target, f"http://{host}:{port}"):
             print(line)
@@ -85,6 +95,51 @@ def serve(
         timeout_graceful_shutdown=30,
     )
     GracefulServer(config).run()
+
+
+def doctor(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON report.")
+    ] = False,
+) -> None:
+    """Check roles, row security and org foreign keys; exit 1 on any failure."""
+    from orgsafe.storage.doctor import examine
+
+    failures = examine(resolve_target(Settings()))
+    if as_json:
+        report = {"ok": not failures, "failures": [vars(f) for f in failures]}
+        print(json.dumps(report, indent=2))
+    else:
+        for failure in failures:
+            print(f"FAILED {failure}")
+        print(
+            "doctor: all checks passed"
+            if not failures
+            else f"doctor: {len(failures)} failure(s)"
+        )
+    if failures:
+        raise typer.Exit(1)
+
+
+def refuse_unsafe_database(settings: Settings, target: DatabaseTarget) -> None:
+    from orgsafe.logs import get_logger
+    from orgsafe.storage.doctor import examine
+
+    failures = examine(target)
+    log = get_logger("orgsafe.web")
+    for failure in failures:
+        log.warning(
+            "doctor_failure",
+            check=failure.check,
+            subject=failure.subject,
+            detail=failure.detail,
+        )
+    if failures and settings.is_production:
+        for failure in failures:
+            print(f"FAILED {failure}", file=sys.stderr)
+        raise RefusedError(
+            f"refusing to serve in production: {len(failures)} doctor check(s) failed"
+        )
 
 
 @db_app.command("upgrade")
