@@ -12,11 +12,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from http.cookies import SimpleCookie
 
+import psycopg
 import pytest
 
 ALICE = (
@@ -191,7 +193,9 @@ def test_admin_commands_share_the_running_servers_database(demo_server, tmp_path
         return done.stdout.strip()
 
     org = orgsafe("org", "create", "Made while serving")
-    orgsafe("user", "create", "erin@example.test", "--org", org, stdin="erin password\n")
+    orgsafe(
+        "user", "create", "erin@example.test", "--org", org, stdin="erin password\n"
+    )
     # The commands attached to the running embedded server and left it running.
     assert process.poll() is None
     status, body, cookie = call(
@@ -203,3 +207,50 @@ def test_admin_commands_share_the_running_servers_database(demo_server, tmp_path
     assert (status, body["orgId"]) == (200, org)
     assert call(base, "GET", "/api/customers", cookie=cookie)[1]["items"] == []
     assert "schema at revision" in orgsafe("db", "upgrade")
+
+
+def test_sigterm_lets_in_flight_requests_finish_and_refuses_new_ones(tmp_path):
+    base, process = start_serve(tmp_path / "data", tmp_path / "logs")
+    try:
+        cookie = call(
+            base, "POST", "/api/auth/login", {"email": ALICE[0], "password": ALICE[1]}
+        )[2]
+        customer = call(base, "GET", "/api/customers", cookie=cookie)[1]["items"][0][
+            "id"
+        ]
+        admin = f"host={tmp_path / 'data' / 'pgdata'} user=postgres dbname=orgsafe"
+        holder = psycopg.connect(admin)
+        holder.execute("SELECT 1 FROM customers WHERE id = %s FOR UPDATE", (customer,))
+        answer: dict[str, object] = {}
+        patch = threading.Thread(
+            target=lambda: answer.update(
+                result=call(
+                    base,
+                    "PATCH",
+                    f"/api/customers/{customer}",
+                    {"name": "finished"},
+                    cookie=cookie,
+                )
+            )
+        )
+        patch.start()
+        with psycopg.connect(admin, autocommit=True) as watcher:
+            for _ in range(200):
+                waiting = watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                ).fetchone()
+                if waiting and waiting[0]:
+                    break
+                time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        with pytest.raises(OSError):
+            call(base, "GET", "/healthz")
+        holder.rollback()
+        holder.close()
+        patch.join(timeout=20)
+        assert answer["result"][0] == 200
+        assert answer["result"][1]["name"] == "finished"
+        assert process.wait(timeout=30) == 0
+    finally:
+        stop(process)
