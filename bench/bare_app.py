@@ -1,0 +1,112 @@
+"""The customers endpoints with no guard: the yardstick for the guarded service.
+
+Same framework, same uvicorn settings, same pool size, same SQL text (it reuses
+`CustomerStore`) and the same response bodies; but no session, no membership
+check, no org setting and no row-level security: the org comes from the path and
+the pool connects as a role that bypasses row security.
+
+    BARE_DATABASE_URL=... python bench/bare_app.py --port 8101
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from psycopg_pool import AsyncConnectionPool
+
+from orgsafe.config import Settings
+from orgsafe.tenancy.customers import CustomerStore
+from orgsafe.web.schemas import CustomerIn, CustomerOut, CustomerPage, Status
+
+
+def make_app(url: str, settings: Settings) -> FastAPI:
+    # Sized and configured as orgsafe.web.app.make_pool does for the service.
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        url,
+        min_size=settings.pool_min_size,
+        max_size=max(settings.pool_max_size, settings.pool_min_size),
+        timeout=settings.pool_timeout_seconds,
+        kwargs={"connect_timeout": 5, "prepare_threshold": 0},
+        open=False,
+        name="bench-bare",
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await pool.open(wait=True)
+        yield
+        await pool.close()
+
+    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.pool = pool
+    add_routes(app)
+    return app
+
+
+@asynccontextmanager
+async def store(request: Request, org: uuid.UUID) -> AsyncIterator[CustomerStore]:
+    pool: AsyncConnectionPool[Any] = request.app.state.pool
+    async with pool.connection() as conn, conn.transaction():
+        yield CustomerStore(conn, org)
+
+
+def out(customer: Any) -> CustomerOut:
+    return CustomerOut.model_validate(customer, from_attributes=True)
+
+
+def add_routes(app: FastAPI) -> None:
+    @app.get("/healthz", response_model=Status)
+    async def healthz() -> Status:
+        return Status(status="ok")
+
+    @app.get("/bare/orgs/{org}/customers", response_model=CustomerPage)
+    async def list_customers(
+        org: uuid.UUID, request: Request, limit: int = 50
+    ) -> CustomerPage:
+        async with store(request, org) as customers:
+            page = await customers.page(limit, None)
+        items = [out(c) for c in page.items]
+        return CustomerPage(items=items, next_cursor=page.next_cursor)
+
+    @app.get("/bare/orgs/{org}/customers/{id}", response_model=CustomerOut)
+    async def get_customer(org: uuid.UUID, id: uuid.UUID, request: Request) -> Any:
+        async with store(request, org) as customers:
+            found = await customers.get(id)
+        return out(found) if found else None
+
+    @app.post("/bare/orgs/{org}/customers", response_model=CustomerOut, status_code=201)
+    async def create_customer(
+        org: uuid.UUID, body: CustomerIn, request: Request
+    ) -> CustomerOut:
+        async with store(request, org) as customers:
+            created = await customers.create(body.name, body.email)
+        return out(created)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    app = make_app(os.environ["BARE_DATABASE_URL"], Settings())
+    # The settings `orgsafe serve` gives uvicorn.
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=30,
+    )
+    uvicorn.Server(config).run()
+
+
+if __name__ == "__main__":
+    main()
