@@ -130,3 +130,34 @@ def test_policy_on_a_table_owner_without_force_is_no_wall(scratch_url):
 
 def _suffix(url: str) -> str:
     return psycopg.conninfo.conninfo_to_dict(url)["dbname"].rsplit("_", 1)[-1]
+
+
+def test_an_unfiltered_query_inside_a_request_transaction_sees_one_org(world, target):
+    """The guard's own transaction: whatever the query forgets, the policy holds."""
+    import asyncio
+
+    from starlette.requests import Request
+
+    from orgsafe.config import Settings
+    from orgsafe.web import create_app
+
+    app = create_app(Settings(database_url=target.owner_url), target)
+    guard = app.state.guard
+    cookie = f"orgsafe_session={world.cookies['alice']}".encode()
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/",
+        "headers": [(b"cookie", cookie)],
+    }
+
+    async def unfiltered() -> set:
+        await guard.pool.open(wait=True)
+        try:
+            async with guard.tenant(Request(scope)) as tenant:
+                cur = await tenant.conn.execute("SELECT DISTINCT org_id FROM customers")
+                return {row[0] for row in await cur.fetchall()}
+        finally:
+            await guard.pool.close()
+
+    assert asyncio.run(unfiltered()) == {world.org_a}

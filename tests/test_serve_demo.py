@@ -237,7 +237,8 @@ def test_sigterm_lets_in_flight_requests_finish_and_refuses_new_ones(tmp_path):
         with psycopg.connect(admin, autocommit=True) as watcher:
             for _ in range(200):
                 waiting = watcher.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock'"
                 ).fetchone()
                 if waiting and waiting[0]:
                     break
