@@ -55,12 +55,26 @@ def test_retype_trims_blanks_to_null_and_quarantines_the_rest_before_converting(
     )
 
     assert outcome.code == 0, outcome.err
-    assert value(legacy_url, "SELECT format_type(atttypid, NULL) FROM pg_attribute "
-                 "WHERE attrelid = 'customers'::regclass AND attname = 'org_id'") == "uuid"
+    assert (
+        value(
+            legacy_url,
+            "SELECT format_type(atttypid, NULL) FROM pg_attribute "
+            "WHERE attrelid = 'customers'::regclass AND attname = 'org_id'",
+        )
+        == "uuid"
+    )
     final = dict(rows(legacy_url, "SELECT id, org_id::text FROM customers"))
     assert final == {
-        1: ORG_A, 2: ORG_A, 3: ORG_B, 4: None, 5: None, 6: ORG_A, 7: ORG_A,
-        8: None, 9: None, 10: None,
+        1: ORG_A,
+        2: ORG_A,
+        3: ORG_B,
+        4: None,
+        5: None,
+        6: ORG_A,
+        7: ORG_A,
+        8: None,
+        9: None,
+        10: None,
     }
     kept = rows(
         legacy_url,

@@ -32,8 +32,12 @@ def test_constrain_adds_the_key_not_valid_with_the_default_actions(
 ) -> None:
     execute(converted_url, f"INSERT INTO customers VALUES (31, '{ORG_X}', 'orphan')")
 
-    dry = orgsafe("constrain", "--database-url", converted_url, "--ref", REF, "--dry-run")
-    outcome = orgsafe("constrain", "--database-url", converted_url, "--ref", REF, "--yes")
+    dry = orgsafe(
+        "constrain", "--database-url", converted_url, "--ref", REF, "--dry-run"
+    )
+    outcome = orgsafe(
+        "constrain", "--database-url", converted_url, "--ref", REF, "--yes"
+    )
 
     assert (
         'ALTER TABLE "public"."customers" ADD CONSTRAINT "customers_org_id_fkey" '
@@ -45,7 +49,9 @@ def test_constrain_adds_the_key_not_valid_with_the_default_actions(
     assert rows(converted_url, KEYS) == [("customers_org_id_fkey", "c", "r", False)]
 
 
-def _writer(url: str, stop: threading.Event, waits: list[float], errors: list[str]) -> None:
+def _writer(
+    url: str, stop: threading.Event, waits: list[float], errors: list[str]
+) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         key = 1000
         while not stop.is_set():
@@ -73,8 +79,16 @@ def test_a_long_transaction_makes_constrain_retry_then_give_up_cleanly(
     writer.start()
     try:
         outcome = orgsafe(
-            "constrain", "--database-url", converted_url, "--ref", REF, "--yes",
-            "--lock-timeout", "200ms", "--retries", "2",
+            "constrain",
+            "--database-url",
+            converted_url,
+            "--ref",
+            REF,
+            "--yes",
+            "--lock-timeout",
+            "200ms",
+            "--retries",
+            "2",
         )
     finally:
         stop.set()
@@ -101,8 +115,16 @@ def test_a_write_held_on_the_parent_also_stops_constrain_cleanly(
     stuck.execute("UPDATE orgs SET name = name")
     try:
         outcome = orgsafe(
-            "constrain", "--database-url", converted_url, "--ref", REF, "--yes",
-            "--lock-timeout", "100ms", "--retries", "1",
+            "constrain",
+            "--database-url",
+            converted_url,
+            "--ref",
+            REF,
+            "--yes",
+            "--lock-timeout",
+            "100ms",
+            "--retries",
+            "1",
         )
     finally:
         stuck.rollback()
@@ -118,7 +140,8 @@ def test_an_existing_key_with_the_same_definition_is_kept_even_not_valid(
 ) -> None:
     execute(
         converted_url,
-        "ALTER TABLE customers ADD CONSTRAINT customers_org_id_fkey FOREIGN KEY (org_id) "
+        "ALTER TABLE customers ADD CONSTRAINT customers_org_id_fkey "
+        "FOREIGN KEY (org_id) "
         "REFERENCES orgs (id) ON UPDATE CASCADE ON DELETE RESTRICT NOT VALID",
     )
 
@@ -138,7 +161,8 @@ def test_a_key_with_other_actions_is_replaced_without_a_moment_unprotected(
     execute(
         converted_url,
         f"INSERT INTO customers VALUES (31, '{ORG_X}', 'orphan')",
-        "ALTER TABLE customers ADD CONSTRAINT customers_org_id_fkey FOREIGN KEY (org_id) "
+        "ALTER TABLE customers ADD CONSTRAINT customers_org_id_fkey "
+        "FOREIGN KEY (org_id) "
         "REFERENCES orgs (id) ON DELETE CASCADE NOT VALID",
     )
     seen: list[int] = []
@@ -153,8 +177,14 @@ def test_a_key_with_other_actions_is_replaced_without_a_moment_unprotected(
     watcher.start()
     try:
         outcome = orgsafe(
-            "run", "--database-url", converted_url, "--ref", REF, "--yes",
-            "--on-delete", "restrict",
+            "run",
+            "--database-url",
+            converted_url,
+            "--ref",
+            REF,
+            "--yes",
+            "--on-delete",
+            "restrict",
         )
     finally:
         stop.set()
@@ -169,8 +199,10 @@ def test_a_key_with_other_actions_is_replaced_without_a_moment_unprotected(
 def test_the_service_keys_are_reported_valid_and_left_as_they_are(
     service_url: str, orgsafe: Runner
 ) -> None:
-    before = rows(service_url, "SELECT conname, confdeltype FROM pg_constraint "
-                  "WHERE contype = 'f' ORDER BY 1")
+    before = rows(
+        service_url,
+        "SELECT conname, confdeltype FROM pg_constraint WHERE contype = 'f' ORDER BY 1",
+    )
 
     outcome = orgsafe("run", "--database-url", service_url, "--yes", "--json")
 
@@ -179,6 +211,8 @@ def test_the_service_keys_are_reported_valid_and_left_as_they_are(
     constrained = [r for r in results if r["step"] == "constrain"]
     assert len(constrained) == 4
     assert all(r["action"] == "kept" and r["validated"] for r in constrained)
-    after = rows(service_url, "SELECT conname, confdeltype FROM pg_constraint "
-                 "WHERE contype = 'f' ORDER BY 1")
+    after = rows(
+        service_url,
+        "SELECT conname, confdeltype FROM pg_constraint WHERE contype = 'f' ORDER BY 1",
+    )
     assert after == before

@@ -11,7 +11,9 @@ def test_history_records_each_step_with_database_and_os_user(
     converted_url: str, orgsafe: Runner
 ) -> None:
     execute(converted_url, f"INSERT INTO customers VALUES (40, '{ORG_X}', 'orphan')")
-    run = orgsafe("run", "--database-url", converted_url, "--ref", REF, "--yes", "--json")
+    run = orgsafe(
+        "run", "--database-url", converted_url, "--ref", REF, "--yes", "--json"
+    )
     assert run.code == 0, run.err
 
     shown = orgsafe("history", "--database-url", converted_url, "--json")
@@ -20,7 +22,11 @@ def test_history_records_each_step_with_database_and_os_user(
     assert shown.code == 0, shown.err
     entries = shown.report["entries"]
     assert [e["step"] for e in entries] == [
-        "audit", "retype", "constrain", "repair", "validate",
+        "audit",
+        "retype",
+        "constrain",
+        "repair",
+        "validate",
     ]
     assert {e["run_id"] for e in entries} == {run.report["run_id"]}
     assert all(e["db_user"] == "postgres" for e in entries)
@@ -31,9 +37,13 @@ def test_history_records_each_step_with_database_and_os_user(
     assert "integrity history" in table.out and "repair" in table.out
 
 
-def test_a_failed_step_is_recorded_with_its_reason(legacy_url: str, orgsafe: Runner) -> None:
+def test_a_failed_step_is_recorded_with_its_reason(
+    legacy_url: str, orgsafe: Runner
+) -> None:
     execute(legacy_url, "CREATE INDEX customers_org_idx ON customers (org_id)")
-    orgsafe("run", "--database-url", legacy_url, "--ref", REF, "--yes", "--mode", "online")
+    orgsafe(
+        "run", "--database-url", legacy_url, "--ref", REF, "--yes", "--mode", "online"
+    )
 
     shown = orgsafe("history", "--database-url", legacy_url, "--json")
 

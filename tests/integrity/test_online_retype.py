@@ -28,7 +28,9 @@ def test_online_retype_keeps_writers_going_and_converts_what_they_write(
     def write() -> None:
         # Unprepared statements: the server infers the parameter's type from
         # the column, so text keeps working after the column becomes uuid.
-        with psycopg.connect(legacy_url, autocommit=True, prepare_threshold=None) as conn:
+        with psycopg.connect(
+            legacy_url, autocommit=True, prepare_threshold=None
+        ) as conn:
             key = 100_000
             while not stop.is_set():
                 key += 1
@@ -39,8 +41,10 @@ def test_online_retype_keeps_writers_going_and_converts_what_they_write(
                         "INSERT INTO customers (id, org_id, name) VALUES (%s, %s, 'w')",
                         (key, ORG_B.upper()),
                     )
-                    conn.execute("UPDATE customers SET org_id = %s WHERE id = %s",
-                                 (ORG_B, key % 1000 + 100))
+                    conn.execute(
+                        "UPDATE customers SET org_id = %s WHERE id = %s",
+                        (ORG_B, key % 1000 + 100),
+                    )
                     written.append(key)
                 except psycopg.Error as exc:
                     errors.append(str(exc))
@@ -50,8 +54,16 @@ def test_online_retype_keeps_writers_going_and_converts_what_they_write(
     writer.start()
     try:
         outcome = orgsafe(
-            "retype", "--database-url", legacy_url, "--ref", REF, "--yes",
-            "--mode", "online", "--batch-size", "500",
+            "retype",
+            "--database-url",
+            legacy_url,
+            "--ref",
+            REF,
+            "--yes",
+            "--mode",
+            "online",
+            "--batch-size",
+            "500",
         )
     finally:
         stop.set()
@@ -62,8 +74,13 @@ def test_online_retype_keeps_writers_going_and_converts_what_they_write(
     assert errors == []
     assert len(written) > 10
     assert max(waits) < 1.0
-    converted = dict(rows(legacy_url, "SELECT id, org_id::text FROM customers "
-                          "WHERE id = ANY(%s)", (written,)))
+    converted = dict(
+        rows(
+            legacy_url,
+            "SELECT id, org_id::text FROM customers WHERE id = ANY(%s)",
+            (written,),
+        )
+    )
     assert set(converted.values()) == {ORG_B}
     assert value(legacy_url, "SELECT count(*) FROM customers WHERE org_id IS NULL") == 0
 
@@ -73,19 +90,39 @@ def test_a_bad_value_written_during_online_retype_is_quarantined_by_the_trigger(
 ) -> None:
     execute(
         legacy_url,
-        f"INSERT INTO customers SELECT g, '{ORG_A}', 'bulk' FROM generate_series(100, 399) g",
+        f"INSERT INTO customers SELECT g, '{ORG_A}', 'bulk' FROM "
+        "generate_series(100, 399) g",
     )
     killed = orgsafe(
-        "retype", "--database-url", legacy_url, "--ref", REF, "--yes",
-        "--mode", "online", "--batch-size", "100", "--statement-timeout", "1ms",
+        "retype",
+        "--database-url",
+        legacy_url,
+        "--ref",
+        REF,
+        "--yes",
+        "--mode",
+        "online",
+        "--batch-size",
+        "100",
+        "--statement-timeout",
+        "1ms",
     )
     # The setup committed (column and trigger) before the backfill timed out.
     assert killed.code == 3
-    execute(legacy_url, "INSERT INTO customers VALUES (50, 'legacy-50', 'late bad value')")
+    execute(
+        legacy_url, "INSERT INTO customers VALUES (50, 'legacy-50', 'late bad value')"
+    )
 
     outcome = orgsafe(
-        "retype", "--database-url", legacy_url, "--ref", REF, "--yes", "--json",
-        "--mode", "online",
+        "retype",
+        "--database-url",
+        legacy_url,
+        "--ref",
+        REF,
+        "--yes",
+        "--json",
+        "--mode",
+        "online",
     )
 
     assert outcome.code == 0, outcome.err
@@ -93,7 +130,8 @@ def test_a_bad_value_written_during_online_retype_is_quarantined_by_the_trigger(
     assert value(legacy_url, "SELECT org_id FROM customers WHERE id = 50") is None
     assert rows(
         legacy_url,
-        "SELECT row_key->>'id', original_value, reason FROM orgsafe_integrity.quarantine",
+        "SELECT row_key->>'id', original_value, reason FROM "
+        "orgsafe_integrity.quarantine",
     ) == [("50", "legacy-50", "not a uuid")]
 
 
@@ -108,19 +146,36 @@ def test_online_retype_of_a_not_null_column_keeps_it_not_null(
     )
 
     outcome = orgsafe(
-        "retype", "--database-url", legacy_url, "--ref", REF, "--yes", "--mode", "online",
+        "retype",
+        "--database-url",
+        legacy_url,
+        "--ref",
+        REF,
+        "--yes",
+        "--mode",
+        "online",
     )
 
     assert outcome.code == 0, outcome.err
     assert value(legacy_url, TYPE) == "uuid"
-    assert value(
-        legacy_url,
-        "SELECT attnotnull FROM pg_attribute WHERE attrelid = 'customers'::regclass "
-        "AND attname = 'org_id'",
-    ) is True
+    assert (
+        value(
+            legacy_url,
+            "SELECT attnotnull FROM pg_attribute WHERE attrelid = "
+            "'customers'::regclass "
+            "AND attname = 'org_id'",
+        )
+        is True
+    )
     assert value(legacy_url, "SELECT count(DISTINCT org_id) FROM customers") == 2
-    assert rows(legacy_url, "SELECT conname FROM pg_constraint WHERE contype = 'c' "
-                "AND conrelid = 'customers'::regclass") == []
+    assert (
+        rows(
+            legacy_url,
+            "SELECT conname FROM pg_constraint WHERE contype = 'c' "
+            "AND conrelid = 'customers'::regclass",
+        )
+        == []
+    )
 
 
 def test_online_retype_refuses_a_column_other_objects_depend_on(
@@ -129,7 +184,14 @@ def test_online_retype_refuses_a_column_other_objects_depend_on(
     execute(legacy_url, "CREATE INDEX customers_org_idx ON customers (org_id)")
 
     outcome = orgsafe(
-        "retype", "--database-url", legacy_url, "--ref", REF, "--yes", "--mode", "online",
+        "retype",
+        "--database-url",
+        legacy_url,
+        "--ref",
+        REF,
+        "--yes",
+        "--mode",
+        "online",
     )
 
     assert outcome.code == 5

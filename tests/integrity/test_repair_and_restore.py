@@ -25,7 +25,9 @@ def test_dry_run_lists_offenders_with_values_and_changes_nothing(
     execute(converted_url, ORPHANS)
     before = _customers(converted_url)
 
-    outcome = orgsafe("repair", "--database-url", converted_url, "--ref", REF, "--dry-run")
+    outcome = orgsafe(
+        "repair", "--database-url", converted_url, "--ref", REF, "--dry-run"
+    )
 
     assert outcome.code == 0, outcome.err
     assert f"{{'id': 40}}: '{ORG_X}' (no parent row)" in outcome.out
@@ -56,14 +58,20 @@ def test_unwritable_quarantine_fails_the_repair_with_zero_rows_changed(
         assert "orgsafe_integrity.quarantine is not writable" in outcome.err
         assert _customers(converted_url) == before
     finally:
-        execute(converted_url, "DROP OWNED BY legacy_owner CASCADE", "DROP ROLE legacy_owner")
+        execute(
+            converted_url,
+            "DROP OWNED BY legacy_owner CASCADE",
+            "DROP ROLE legacy_owner",
+        )
 
 
 def test_quarantine_insert_failing_midway_rolls_back_the_change(
     converted_url: str, orgsafe: Runner
 ) -> None:
     execute(converted_url, ORPHANS)
-    orgsafe("repair", "--database-url", converted_url, "--ref", "orgs.id=orgs.id", "--yes")
+    orgsafe(
+        "repair", "--database-url", converted_url, "--ref", "orgs.id=orgs.id", "--yes"
+    )
     execute(
         converted_url,
         "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
@@ -121,7 +129,9 @@ def test_a_parent_created_during_repair_saves_its_children(
     def create_org_x_after_first_batch() -> None:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            exists = value(converted_url, "SELECT to_regclass('orgsafe_integrity.quarantine')")
+            exists = value(
+                converted_url, "SELECT to_regclass('orgsafe_integrity.quarantine')"
+            )
             if exists and value(converted_url, quarantined) >= 1:
                 execute(converted_url, f"INSERT INTO orgs VALUES ('{ORG_X}', 'X')")
                 return
@@ -130,8 +140,16 @@ def test_a_parent_created_during_repair_saves_its_children(
     helper = threading.Thread(target=create_org_x_after_first_batch)
     helper.start()
     outcome = orgsafe(
-        "repair", "--database-url", converted_url, "--ref", REF, "--yes",
-        "--batch-size", "1", "--pause-ms", "1500",
+        "repair",
+        "--database-url",
+        converted_url,
+        "--ref",
+        REF,
+        "--yes",
+        "--batch-size",
+        "1",
+        "--pause-ms",
+        "1500",
     )
     helper.join()
 
@@ -154,8 +172,14 @@ def test_not_null_column_refuses_on_orphan_null_and_changes_nothing(
     before = _customers(converted_url)
 
     outcome = orgsafe(
-        "repair", "--database-url", converted_url, "--ref", REF, "--yes",
-        "--on-orphan", "null",
+        "repair",
+        "--database-url",
+        converted_url,
+        "--ref",
+        REF,
+        "--yes",
+        "--on-orphan",
+        "null",
     )
 
     assert outcome.code == 2
@@ -172,8 +196,15 @@ def test_quarantine_moves_rows_aside_and_restore_reinserts_them_whole(
     execute(converted_url, ORPHANS)
 
     outcome = orgsafe(
-        "repair", "--database-url", converted_url, "--ref", REF, "--yes", "--json",
-        "--on-orphan", "quarantine",
+        "repair",
+        "--database-url",
+        converted_url,
+        "--ref",
+        REF,
+        "--yes",
+        "--json",
+        "--on-orphan",
+        "quarantine",
     )
 
     assert outcome.code == 0, outcome.err
@@ -189,8 +220,10 @@ def test_quarantine_moves_rows_aside_and_restore_reinserts_them_whole(
     )
 
     assert restored.code == 0, restored.err
-    assert rows(converted_url, "SELECT id, org_id::text, name FROM customers WHERE id >= 40 "
-                "ORDER BY id") == [(40, ORG_X, "orphan with history"), (41, ORG_X, "orphan 2")]
+    assert rows(
+        converted_url,
+        "SELECT id, org_id::text, name FROM customers WHERE id >= 40 ORDER BY id",
+    ) == [(40, ORG_X, "orphan with history"), (41, ORG_X, "orphan 2")]
 
 
 def test_reassign_points_offenders_at_an_existing_parent_only(
@@ -199,29 +232,47 @@ def test_reassign_points_offenders_at_an_existing_parent_only(
     execute(converted_url, ORPHANS)
 
     missing = orgsafe(
-        "repair", "--database-url", converted_url, "--ref", REF, "--yes",
-        "--on-orphan", f"reassign:{ORG_X}",
+        "repair",
+        "--database-url",
+        converted_url,
+        "--ref",
+        REF,
+        "--yes",
+        "--on-orphan",
+        f"reassign:{ORG_X}",
     )
     done = orgsafe(
-        "repair", "--database-url", converted_url, "--ref", REF, "--yes",
-        "--on-orphan", f"reassign:{ORG_A.upper()}",
+        "repair",
+        "--database-url",
+        converted_url,
+        "--ref",
+        REF,
+        "--yes",
+        "--on-orphan",
+        f"reassign:{ORG_A.upper()}",
     )
 
     assert missing.code == 2
     assert "--on-orphan reassign:" in missing.err and "no row in orgs.id" in missing.err
     assert done.code == 0, done.err
     assert _customers(converted_url)[40] == ORG_A
-    assert value(
-        converted_url,
-        "SELECT new_value FROM orgsafe_integrity.quarantine WHERE row_key->>'id' = '41'",
-    ) == ORG_A
+    assert (
+        value(
+            converted_url,
+            "SELECT new_value FROM orgsafe_integrity.quarantine WHERE "
+            "row_key->>'id' = '41'",
+        )
+        == ORG_A
+    )
 
 
 def test_restore_says_which_values_a_validated_key_now_blocks(
     converted_url: str, orgsafe: Runner
 ) -> None:
     execute(converted_url, ORPHANS)
-    first = orgsafe("run", "--database-url", converted_url, "--ref", REF, "--yes", "--json")
+    first = orgsafe(
+        "run", "--database-url", converted_url, "--ref", REF, "--yes", "--json"
+    )
     assert first.code == 0, first.err
     repair = next(r for r in first.report["results"] if r["step"] == "repair")
 

@@ -18,10 +18,13 @@ def _last_line(text: str) -> str:
     [
         (["--ref", "customers.org_id"], "error: --ref 'customers.org_id': expected"),
         (["--ref", "customers=orgs.id"], "error: --ref 'customers=orgs.id': expected"),
-        (["--ref", "nosuch.org_id=orgs.id"], "table \"nosuch\" does not exist"),
+        (["--ref", "nosuch.org_id=orgs.id"], 'table "nosuch" does not exist'),
         (["--ref", "customers.orgid=orgs.id"], "column customers.orgid does not exist"),
         (["--ref", "customers.org_id=orgs.name"], "orgs.name is not unique"),
-        (["--ref", REF, "--on-orphan", "delete"], "error: --on-orphan 'delete': expected"),
+        (
+            ["--ref", REF, "--on-orphan", "delete"],
+            "error: --on-orphan 'delete': expected",
+        ),
         (["--ref", REF, "--lock-timeout", "soon"], "error: --lock-timeout 'soon'"),
         (["--ref", REF, "--on-delete", "explode"], "error: --on-delete 'explode'"),
         (["--ref", REF, "--window", "1-5"], "error: --window '1-5'"),
@@ -50,11 +53,16 @@ def test_a_change_without_yes_and_without_a_terminal_is_refused(
         "be confirmed; nothing changed"
     )
     assert "plan" in outcome.out
-    assert rows(legacy_url, "SELECT data_type FROM information_schema.columns "
-                "WHERE table_name = 'customers' AND column_name = 'org_id'") == [("text",)]
+    assert rows(
+        legacy_url,
+        "SELECT data_type FROM information_schema.columns "
+        "WHERE table_name = 'customers' AND column_name = 'org_id'",
+    ) == [("text",)]
 
 
-def test_json_prints_one_object_and_nothing_else(legacy_url: str, orgsafe: Runner) -> None:
+def test_json_prints_one_object_and_nothing_else(
+    legacy_url: str, orgsafe: Runner
+) -> None:
     outcome = orgsafe("audit", "--database-url", legacy_url, "--ref", REF, "--json")
 
     assert outcome.code == 0
@@ -63,8 +71,9 @@ def test_json_prints_one_object_and_nothing_else(legacy_url: str, orgsafe: Runne
 
 
 def test_json_reports_an_error_too(legacy_url: str, orgsafe: Runner) -> None:
-    outcome = orgsafe("constrain", "--database-url", legacy_url, "--ref", REF, "--yes",
-                      "--json")
+    outcome = orgsafe(
+        "constrain", "--database-url", legacy_url, "--ref", REF, "--yes", "--json"
+    )
 
     assert outcome.code == 5
     assert outcome.report["exit_code"] == 5
@@ -87,7 +96,9 @@ def test_references_can_come_from_a_config_file(
     assert "gate failed: 1 offenders in customers.org_id=orgs.id (1)" in outcome.err
 
 
-def test_restore_of_an_unknown_run_is_bad_usage(legacy_url: str, orgsafe: Runner) -> None:
+def test_restore_of_an_unknown_run_is_bad_usage(
+    legacy_url: str, orgsafe: Runner
+) -> None:
     outcome = orgsafe("restore", "not-a-run", "--database-url", legacy_url, "--yes")
 
     assert outcome.code == 2

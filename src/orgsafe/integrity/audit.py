@@ -46,14 +46,25 @@ def audit(ctx: Context, target: Target) -> dict[str, Any]:
 
 def _reasons(ctx: Context, target: Target) -> dict[str, tuple[int, int]]:
     """Per conversion problem (or '' for none): offenders and all values."""
-    reason = target.conversion.reason(offenders.column(target, "c"))
+    value = offenders.column(target, "s", "value")
+    converted = offenders.column(target, "s", "converted")
+    # OFFSET 0 keeps the conversion (a regular expression) to one run per row.
     found = ctx.session.rows(
         sql.SQL(
             "SELECT coalesce(reason, ''), count(*) FILTER (WHERE offends), count(*) "
-            "FROM (SELECT {reason} AS reason, {offends} AS offends FROM {child} c) s "
-            "WHERE offends OR reason IS NOT NULL GROUP BY 1 ORDER BY 1"
+            "FROM (SELECT {reason} AS reason, {value} IS NOT NULL AND NOT EXISTS "
+            "(SELECT 1 FROM {parent} p WHERE p.{pcol} = {converted}) AS offends "
+            "FROM (SELECT c.{col} AS value, {conv} AS converted FROM {child} c "
+            "OFFSET 0) s) r WHERE offends OR reason IS NOT NULL GROUP BY 1 ORDER BY 1"
         ).format(
-            reason=reason, offends=offenders.offender(target), child=target.child.ident
+            reason=target.conversion.reason(value, converted),
+            value=value,
+            parent=target.parent.ident,
+            pcol=sql.Identifier(target.parent_column.name),
+            converted=converted,
+            col=sql.Identifier(target.column.name),
+            conv=target.conversion.converted(offenders.column(target, "c")),
+            child=target.child.ident,
         ),
         (),
         f"auditing {target.name}",

@@ -130,5 +130,6 @@ def verify(fk: ForeignKey, plan: KeyPlan) -> None:
         raise StepRefused(
             f"foreign key {fk.name} drifted: pg_constraint says ON UPDATE "
             f"{FK_ACTION_SQL[fk.on_update]} ON DELETE {FK_ACTION_SQL[fk.on_delete]}, "
-            f"expected {FK_ACTION_SQL[plan.on_update]} / {FK_ACTION_SQL[plan.on_delete]}"
+            f"expected {FK_ACTION_SQL[plan.on_update]} / "
+            f"{FK_ACTION_SQL[plan.on_delete]}"
         )

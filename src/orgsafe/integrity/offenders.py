@@ -26,7 +26,8 @@ def column(target: Target, alias: str, name: str | None = None) -> sql.Composabl
 def offender(target: Target, alias: str = "c") -> sql.Composable:
     value = column(target, alias)
     return sql.SQL(
-        "({v} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.{pcol} = {conv}))"
+        "({v} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {parent} p "
+        "WHERE p.{pcol} = {conv}))"
     ).format(
         v=value,
         parent=target.parent.ident,

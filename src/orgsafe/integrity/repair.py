@@ -131,10 +131,12 @@ def batch_statement(
         "changed AS ({change}), "
         "saved AS (INSERT INTO {quarantine} (run_id, step, reference, child_schema, "
         "child_table, child_column, row_key, original_value, original_type, action, "
-        "new_value, row_data, reason) SELECT {run}, 'repair', {ref}, {schema}, {table}, "
+        "new_value, row_data, reason) SELECT {run}, 'repair', {ref}, "
+        "{schema}, {table}, "
         "{colname}, {key_json}, ch.old_value::text, {type}, {action}, {new_text}, "
         "ch.row_data, ch.reason FROM changed ch ON CONFLICT DO NOTHING RETURNING 1) "
-        "SELECT {last_keys}, (SELECT count(*) FROM changed), (SELECT count(*) FROM saved) "
+        "SELECT {last_keys}, (SELECT count(*) FROM changed), (SELECT "
+        "count(*) FROM saved) "
         "FROM (SELECT * FROM batch b ORDER BY {order_desc} LIMIT 1) last"
     ).format(
         keys=sql.SQL(", ").join(sql.Identifier("c", k.name) for k in target.row_key),

@@ -122,7 +122,8 @@ def _update(entry: Entry, types: dict[str, str]) -> tuple[sql.Composed, list[Any
     )
     col = sql.Identifier(entry.column)
     statement = sql.SQL(
-        "UPDATE {t} SET {col} = {value} WHERE {where} AND {col} IS NOT DISTINCT FROM {now}"
+        "UPDATE {t} SET {col} = {value} WHERE {where} AND {col} IS NOT "
+        "DISTINCT FROM {now}"
     ).format(
         t=sql.Identifier(entry.schema, entry.table),
         col=col,

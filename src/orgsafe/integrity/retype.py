@@ -135,9 +135,24 @@ def _quarantined(ctx: Context, target: Target) -> int:
     return int(found)
 
 
-def _quarantine_insert(ctx: Context, target: Target, source: str) -> sql.Composed:
-    """INSERT ... SELECT of the values in `source` (alias d) that will not convert."""
+def _quarantine_insert(
+    ctx: Context, target: Target, source: str, converted: bool = False
+) -> sql.Composed:
+    """INSERT ... SELECT of the values in `source` (alias d) that will not convert.
+
+    With `converted`, the source carries `new_value`, and a non-blank value
+    that converted to NULL is exactly one that will not convert.
+    """
     value = sql.SQL("d.old_value")
+    conv = target.conversion
+    bad = conv.unconvertible(value)
+    reason = conv.reason(value)
+    if converted:
+        new_value = sql.SQL("d.new_value")
+        bad = sql.SQL("({v} IS NOT NULL AND {n} IS NULL AND NOT {b})").format(
+            v=value, n=new_value, b=conv.blank(value)
+        )
+        reason = conv.reason(value, new_value)
     return sql.SQL(
         "INSERT INTO {q} (run_id, step, reference, child_schema, child_table, "
         "child_column, row_key, original_value, original_type, action, reason) "
@@ -157,9 +172,9 @@ def _quarantine_insert(ctx: Context, target: Target, source: str) -> sql.Compose
         col=sql.Literal(target.column.name),
         key=offenders.key_json(target, "d"),
         type=sql.Literal(target.column.type_name),
-        reason=target.conversion.reason(value),
+        reason=reason,
         source=sql.SQL(source),
-        bad=target.conversion.unconvertible(value),
+        bad=bad,
     )
 
 
@@ -253,15 +268,15 @@ def _trigger_function(ctx: Context, target: Target) -> sql.Composed:
 
 def backfill_statement(ctx: Context, target: Target, resume: bool) -> sql.Composed:
     value = offenders.column(target, "c")
-    conv = target.conversion
     new = sql.Identifier(new_column(target))
     keys = sql.SQL(", ").join(sql.Identifier("c", k.name) for k in target.row_key)
+    # The new value is computed from the row as the UPDATE finds it, never from
+    # the keys' snapshot, so a concurrent write (and its trigger) always wins.
     return sql.SQL(
         "WITH keys AS (SELECT {keys} FROM {child} c WHERE {after} ORDER BY {order} "
         "LIMIT %s), "
         "done AS (UPDATE {child} c SET {new} = {conv} FROM keys k WHERE {same} "
-        "AND (c.{new} IS DISTINCT FROM {conv} OR {bad}) "
-        "RETURNING {keys}, {value} AS old_value), "
+        "RETURNING {keys}, {value} AS old_value, c.{new} AS new_value), "
         "saved AS ({insert} RETURNING 1) "
         "SELECT {last}, (SELECT count(*) FROM keys), (SELECT count(*) FROM saved) "
         "FROM (SELECT * FROM keys k ORDER BY {order_desc} LIMIT 1) last"
@@ -271,11 +286,10 @@ def backfill_statement(ctx: Context, target: Target, resume: bool) -> sql.Compos
         after=offenders.after_key(target, "c") if resume else sql.SQL("true"),
         order=offenders.key_order(target, "c"),
         new=new,
-        conv=conv.converted(value),
+        conv=target.conversion.converted(value),
         same=offenders.same_key(target, "c", "k"),
-        bad=conv.unconvertible(value),
         value=value,
-        insert=_quarantine_insert(ctx, target, "done"),
+        insert=_quarantine_insert(ctx, target, "done", converted=True),
         last=sql.SQL(", ").join(sql.Identifier("last", k.name) for k in target.row_key),
         order_desc=offenders.key_order(target, "k", descending=True),
     )

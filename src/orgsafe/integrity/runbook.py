@@ -11,6 +11,7 @@ is why `run` may simply be started again after a crash.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -98,14 +99,18 @@ def _plan_step(ctx: Context, target: Target, step: str) -> PlannedStep:
         summary = f"{key.action} foreign key {key.name}"
         return PlannedStep(step, target, summary, sql_text)
     if step == "repair":
-        found = offenders.count(ctx.session, target)
+        # Counting through a text-to-uuid conversion is a slow scan; the step
+        # counts again when it runs, after the retype made it cheap.
+        pending = target.conversion.needs_retype
+        found = -1 if pending else offenders.count(ctx.session, target)
         if not found:
             return PlannedStep(
                 step, target, "no offenders now; re-checked when run", []
             )
-        action = choose_action(ctx, target, found)
+        action = choose_action(ctx, target, max(found, 0))
         statement = render(batch_statement(ctx, after, action, resume=True))
-        summary = f"{found} offenders -> {action}, batches of {ctx.options.batch_size}"
+        count = "offenders counted after retype" if found < 0 else f"{found} offenders"
+        summary = f"{count} -> {action}, batches of {ctx.options.batch_size}"
         return PlannedStep(step, target, summary, [statement])
     return _plan_validate(ctx, after)
 
@@ -156,20 +161,30 @@ def execute(ctx: Context, planned: list[PlannedStep]) -> list[dict[str, Any]]:
 
 def run_step(ctx: Context, step: str, target: Target) -> dict[str, Any]:
     entry = ctx.history.start(step, target.name)
+    started = time.monotonic()
     try:
         # Earlier steps change the catalog: act on the column as it is now.
         result = STEPS[step](ctx, refresh(ctx.session, target))
     except OrgsafeError as exc:
         ctx.history.finish(entry, "failed", {}, str(exc))
         raise
+    result["seconds"] = round(time.monotonic() - started, 3)
     ctx.history.finish(entry, "done", _changes(result))
     ctx.report.line(f"{step} {target.name}: {_summary(result)}")
     return {"step": step, **result}
 
 
 RECORDED = (
-    "action", "offenders", "changed", "quarantined", "mode", "column_type",
-    "constraint", "validated", "repaired_on_retry",
+    "action",
+    "offenders",
+    "changed",
+    "quarantined",
+    "mode",
+    "column_type",
+    "constraint",
+    "validated",
+    "repaired_on_retry",
+    "seconds",
 )
 
 

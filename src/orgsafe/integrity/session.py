@@ -177,7 +177,9 @@ class Session:
             except psycopg.errors.ForeignKeyViolation as exc:
                 # The detail names the offending key; the caller may repair it.
                 detail = exc.diag.message_detail or ""
-                raise DatabaseError(f"{doing}: {_first_line(exc)} {detail}", "23503") from exc
+                raise DatabaseError(
+                    f"{doing}: {_first_line(exc)} {detail}", "23503"
+                ) from exc
             except psycopg.Error as exc:
                 translate(exc, doing)
             if attempt < self.limits.retries:
@@ -205,7 +207,8 @@ class Session:
         found = self.conn.execute(
             "SELECT DISTINCT a.pid, coalesce(a.state, 'unknown'), "
             "  extract(epoch FROM now() - a.xact_start)::int, "
-            "  to_char(a.query_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+            "  to_char(a.query_start AT TIME ZONE 'UTC', "
+            '\'YYYY-MM-DD"T"HH24:MI:SS"Z"\'), '
             "  l.relation::regclass::text, l.mode "
             "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
             "WHERE l.granted AND l.relation = ANY(%s) AND l.mode = ANY(%s) "
@@ -222,7 +225,8 @@ class Session:
         found = self.conn.execute(
             "SELECT pid, coalesce(state, 'unknown'), "
             "  extract(epoch FROM now() - xact_start)::int "
-            "FROM pg_stat_activity WHERE xact_start < now() - make_interval(secs => %s) "
+            "FROM pg_stat_activity WHERE xact_start < now() - "
+            "make_interval(secs => %s) "
             "  AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
             "ORDER BY xact_start",
             (older_than_s,),

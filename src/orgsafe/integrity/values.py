@@ -131,18 +131,27 @@ class Conversion:
             v=value, b=self.blank(value), ok=self.valid(self.normalised(value))
         )
 
-    def reason(self, value: sql.Composable) -> sql.Composable:
-        """Why a value will not convert as it stands; NULL when it will."""
+    def reason(
+        self, value: sql.Composable, converted: sql.Composable | None = None
+    ) -> sql.Composable:
+        """Why a value will not convert as it stands; NULL when it will.
+
+        `converted`, when given, is the value already converted, which saves
+        evaluating the validity check a second time on every row.
+        """
         if not self.needs_retype:
             return sql.SQL("NULL::text")
         text = self.normalised(value)
+        ok = self.valid(text)
+        if converted is not None:
+            ok = sql.SQL("({} IS NOT NULL)").format(converted)
         return sql.SQL(
             "(CASE WHEN {v} IS NULL THEN NULL WHEN {v} = '' THEN 'empty' "
             "WHEN {b} THEN 'blank' WHEN {ok} THEN {fixable} ELSE {bad} END)"
         ).format(
             v=value,
             b=self.blank(value),
-            ok=self.valid(text),
+            ok=ok,
             fixable=self._fixable_reason(value),
             bad=self._bad_reason(text),
         )
