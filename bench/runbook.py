@@ -86,6 +86,7 @@ class Writer:
     rows: int
     org_ids: list[str]
     waits: list[float] = field(default_factory=list)
+    moments: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     inserted: dict[int, str] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -114,6 +115,7 @@ class Writer:
             return False
         finally:
             self.waits.append(time.monotonic() - started)
+            self.moments.append(started)
 
     def _insert(self, conn: psycopg.Connection[Any], key: int) -> None:
         org = self.org_ids[key % len(self.org_ids)]
@@ -183,6 +185,7 @@ def naive(url: str) -> None:
 
 
 def orgsafe(url: str, extra: list[str]) -> None:
+    """Run the runbook in its own process, as an operator would, and show its steps."""
     command = [
         sys.executable,
         "-c",
@@ -202,6 +205,11 @@ def orgsafe(url: str, extra: list[str]) -> None:
         raise SystemExit(
             f"orgsafe integrity run failed ({done.returncode}): {done.stderr}"
         )
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    steps = ", ".join(
+        f"{r['step']} {r.get('seconds', 0):.2f}s" for r in report["results"]
+    )
+    print(f"         orgsafe steps: {steps}")
 
 
 def measure(
@@ -240,6 +248,10 @@ def measure(
     )
     if writer.failures:
         print(f"         first failed write: {writer.failures[0]}")
+    moments = writer.moments[mark : mark + len(waits)]
+    slowest = sorted(zip(waits, moments, strict=True), reverse=True)[:3]
+    shown = ", ".join(f"{w * 1000:.0f}ms at +{m - started:.1f}s" for w, m in slowest)
+    print(f"         slowest writes: {shown}")
     return result
 
 

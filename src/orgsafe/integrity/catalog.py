@@ -7,6 +7,7 @@ act on what is there now, not on what was there when the command started.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from psycopg import sql
@@ -56,6 +57,7 @@ class Target:
     parent: Table
     parent_column: Column
     row_key: tuple[KeyColumn, ...]
+    input_check: bool = False
 
     @property
     def label(self) -> str:
@@ -71,7 +73,9 @@ class Target:
 
     @property
     def conversion(self) -> Conversion:
-        return Conversion(self.column.type_name, self.parent_column.type_name)
+        return Conversion(
+            self.column.type_name, self.parent_column.type_name, self.input_check
+        )
 
     @property
     def on_orphan(self) -> OrphanAction | None:
@@ -100,7 +104,9 @@ def resolve(session: Session, ref: Reference, flag: str = "--ref") -> Target:
             f"{flag} {ref}: {parent}.{parent_column.name} is not unique; "
             "a reference needs a primary key or unique index on the parent column"
         )
-    target = Target(ref, child, column, parent, parent_column, _row_key(session, child))
+    key = _row_key(session, child)
+    fast = session.server_version >= 160000
+    target = Target(ref, child, column, parent, parent_column, key, fast)
     target.conversion.check_supported(target.label, target.parent_label)
     _check_visibility(session, child, ref, flag)
     return target
@@ -109,14 +115,7 @@ def resolve(session: Session, ref: Reference, flag: str = "--ref") -> Target:
 def refresh(session: Session, target: Target) -> Target:
     """The same reference with its child column read again."""
     column = read_column(session, target.child, target.column.name, target.ref, "--ref")
-    return Target(
-        target.ref,
-        target.child,
-        column,
-        target.parent,
-        target.parent_column,
-        target.row_key,
-    )
+    return dataclasses.replace(target, column=column)
 
 
 def _table(session: Session, path: ColumnPath, ref: Reference, flag: str) -> Table:

@@ -51,7 +51,7 @@ def check_reassign(ctx: Context, target: Target, action: OrphanAction) -> Orphan
     """The reassign value as the parent stores it; refused if no parent has it."""
     if action.kind is not OrphanKind.reassign:
         return action
-    probe = Conversion("text", target.parent_column.type_name)
+    probe = Conversion("text", target.parent_column.type_name, target.input_check)
     value = probe.converted(sql.SQL("{}::text").format(sql.Literal(action.value)))
     found = ctx.session.rows(
         sql.SQL("SELECT p.{col}::text FROM {parent} p WHERE p.{col} = {value}").format(
