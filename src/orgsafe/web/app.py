@@ -23,6 +23,7 @@ from orgsafe.storage import DatabaseTarget
 from orgsafe.web import routes
 from orgsafe.web.guard import Guard, audit
 from orgsafe.web.limits import BodyLimit, SameOrigin
+from orgsafe.web.metrics import Metrics, MetricsMiddleware
 
 RETRY_SOON = {"Retry-After": "1"}
 log = get_logger("orgsafe.web")
@@ -52,10 +53,15 @@ def create_app(settings: Settings, target: DatabaseTarget) -> FastAPI:
     app.state.settings = settings
     app.include_router(routes.router)
     app.openapi = lambda: openapi_without_422(app)  # type: ignore[method-assign]
+    metrics = Metrics()
+    metrics.watch_pool(pool)
+    # Plain text for Prometheus, outside the JSON API and its schema.
+    app.add_route("/metrics", metrics.endpoint, include_in_schema=False)
     install_error_handlers(app)
     app.add_middleware(SameOrigin, allowed=settings.origins)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(DenialLog)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 
 

@@ -29,7 +29,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-DENIALS = frozenset({400, 401, 403, 404})
 UNMATCHED = "unmatched"
 # Requests here take milliseconds; the tail up to the pool timeout still counts.
 LATENCY_BUCKETS = (
@@ -57,7 +56,7 @@ class Metrics:
         )
         self.denials = Counter(
             "orgsafe_guard_denials",
-            "Requests refused with 400, 401, 403 or 404, by status and reason.",
+            "Requests refused with a 4xx status, by status and reason.",
             ["status", "reason"],
             registry=self.registry,
         )
@@ -76,7 +75,7 @@ class Metrics:
         method, route = scope["method"], route_template(scope)
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
-        if status in DENIALS:
+        if 400 <= status < 500:
             self.denials.labels(str(status), denial_reason(scope, status)).inc()
 
     def render(self) -> Response:
