@@ -294,12 +294,30 @@ def losses(url: str, inserted: dict[int, str]) -> tuple[int, int]:
     return int(lost_rows) + missing, int(lost_values) + changed + nulled
 
 
+def orgsafe_flags(args: argparse.Namespace) -> list[str]:
+    return [
+        "--batch-size",
+        str(args.batch_size),
+        "--lock-timeout",
+        args.lock_timeout,
+        "--retries",
+        str(args.retries),
+        "--pause-ms",
+        str(args.pause_ms),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rate", type=float, default=100.0, help="writes per second")
     parser.add_argument("--database-url", default=None, help="a superuser URL")
     parser.add_argument("--batch-size", type=int, default=5000)
+    # Every lock orgsafe waits for queues the writer behind it for as long:
+    # the writer's longest wait is bounded by about this, hence 50ms here.
+    parser.add_argument("--lock-timeout", default="50ms")
+    parser.add_argument("--retries", type=int, default=20)
+    parser.add_argument("--pause-ms", type=int, default=0)
     args = parser.parse_args()
     url = server_url(args.database_url)
     suffix = secrets.token_hex(3)
@@ -319,7 +337,7 @@ def main() -> None:
             args.rows,
             args.rate,
             orgs,
-            lambda: orgsafe(orgsafe_url, ["--batch-size", str(args.batch_size)]),
+            lambda: orgsafe(orgsafe_url, orgsafe_flags(args)),
         )
     finally:
         for name in names.values():

@@ -92,42 +92,73 @@ def _batches(ctx: Context, target: Target, action: OrphanAction, total: int) -> 
     last: list[Any] | None = None
     with ctx.report.progress(f"repair {target.label}", total) as ticker:
         while True:
-            row = _one_batch(ctx, target, action, last)
-            if row is None:
+            done = _one_batch(ctx, target, action, last)
+            if done is None:
                 return changed
-            width = len(target.row_key)
-            last = list(row[:width])
-            changed += int(row[width])
-            ticker.advance(int(row[width]))
+            last, count = done
+            changed += count
+            ticker.advance(count)
             if ctx.options.pause_ms:
                 time.sleep(ctx.options.pause_ms / 1000)
 
 
 def _one_batch(
     ctx: Context, target: Target, action: OrphanAction, last: list[Any] | None
-) -> tuple[Any, ...] | None:
-    statement = batch_statement(ctx, target, action, last is not None)
-    params = [*(last or []), ctx.options.batch_size]
+) -> tuple[list[Any], int] | None:
+    """Find the next offenders without locking, then change them in one statement.
+
+    Row locks are taken only by the second statement, so a writer touching
+    one of these rows waits for a few index lookups, never for the scan.
+    """
+    find = find_statement(target, last is not None)
     try:
         with ctx.session.tx() as conn:
-            return conn.execute(statement, params).fetchone()
+            keys = conn.execute(
+                find, [*(last or []), ctx.options.batch_size]
+            ).fetchall()
+            if not keys:
+                return None
+            columns = [list(column) for column in zip(*keys, strict=True)]
+            row = conn.execute(batch_statement(ctx, target, action), columns).fetchone()
     except psycopg.errors.QueryCanceled as exc:
         raise timeout_error(
             exc, f"repairing {target.name}", ctx.session.limits.statement_timeout_ms
         ) from exc
     except psycopg.Error as exc:
-        # One statement per batch: a failure here changed nothing in the batch.
+        # One transaction per batch: a failure here changed nothing in the batch.
         translate(exc, f"repairing {target.name} (this batch was rolled back)")
+    return list(keys[-1]), int(row[0]) if row else 0
 
 
-def batch_statement(
-    ctx: Context, target: Target, action: OrphanAction, resume: bool
-) -> sql.Composed:
+def find_statement(target: Target, resume: bool) -> sql.Composed:
+    return sql.SQL(
+        "SELECT {keys} FROM {child} c WHERE {after} AND {offends} "
+        "ORDER BY {order} LIMIT %s"
+    ).format(
+        keys=sql.SQL(", ").join(sql.Identifier("c", k.name) for k in target.row_key),
+        child=target.child.ident,
+        after=offenders.after_key(target, "c") if resume else sql.SQL("true"),
+        offends=offenders.offender(target),
+        order=offenders.key_order(target, "c"),
+    )
+
+
+def _listed_keys(target: Target) -> sql.Composable:
+    """`(keys) IN (unnest of one array per key column)`, the arrays as parameters."""
+    arrays = sql.SQL(", ").join(
+        sql.SQL("%s::{}[]").format(sql.SQL(k.type_name)) for k in target.row_key
+    )
+    return sql.SQL("{} IN (SELECT * FROM unnest({}))").format(
+        offenders.key_list(target, "c"), arrays
+    )
+
+
+def batch_statement(ctx: Context, target: Target, action: OrphanAction) -> sql.Composed:
     change = _move if action.kind is OrphanKind.quarantine else _update
     return sql.SQL(
         "WITH batch AS ("
         "SELECT {keys}, c.{col} AS old_value, {reason} AS reason FROM {child} c "
-        "WHERE {after} AND {offends} ORDER BY {order} LIMIT %s FOR UPDATE OF c), "
+        "WHERE {listed} AND {offends} FOR UPDATE OF c), "
         "changed AS ({change}), "
         "saved AS (INSERT INTO {quarantine} (run_id, step, reference, child_schema, "
         "child_table, child_column, row_key, original_value, original_type, action, "
@@ -135,17 +166,14 @@ def batch_statement(
         "{schema}, {table}, "
         "{colname}, {key_json}, ch.old_value::text, {type}, {action}, {new_text}, "
         "ch.row_data, ch.reason FROM changed ch ON CONFLICT DO NOTHING RETURNING 1) "
-        "SELECT {last_keys}, (SELECT count(*) FROM changed), (SELECT "
-        "count(*) FROM saved) "
-        "FROM (SELECT * FROM batch b ORDER BY {order_desc} LIMIT 1) last"
+        "SELECT (SELECT count(*) FROM changed), (SELECT count(*) FROM saved)"
     ).format(
         keys=sql.SQL(", ").join(sql.Identifier("c", k.name) for k in target.row_key),
         col=sql.Identifier(target.column.name),
         reason=offenders.offender_reason(target),
         child=target.child.ident,
-        after=offenders.after_key(target, "c") if resume else sql.SQL("true"),
+        listed=_listed_keys(target),
         offends=offenders.offender(target),
-        order=offenders.key_order(target, "c"),
         change=change(target, action),
         quarantine=sql.SQL(QUARANTINE),
         run=sql.Literal(str(ctx.run_id)),
@@ -157,10 +185,6 @@ def batch_statement(
         type=sql.Literal(target.column.type_name),
         action=sql.Literal(action.kind.value),
         new_text=sql.Literal(action.value),
-        last_keys=sql.SQL(", ").join(
-            sql.Identifier("last", k.name) for k in target.row_key
-        ),
-        order_desc=offenders.key_order(target, "b", descending=True),
     )
 
 

@@ -26,6 +26,7 @@ from orgsafe.integrity.repair import (
     batch_statement,
     check_action,
     choose_action,
+    find_statement,
     repair,
 )
 from orgsafe.integrity.retype import (
@@ -108,10 +109,13 @@ def _plan_step(ctx: Context, target: Target, step: str) -> PlannedStep:
                 step, target, "no offenders now; re-checked when run", []
             )
         action = choose_action(ctx, target, max(found, 0))
-        statement = render(batch_statement(ctx, after, action, resume=True))
+        statements = [
+            render(find_statement(after, resume=True)),
+            render(batch_statement(ctx, after, action)),
+        ]
         count = "offenders counted after retype" if found < 0 else f"{found} offenders"
         summary = f"{count} -> {action}, batches of {ctx.options.batch_size}"
-        return PlannedStep(step, target, summary, [statement])
+        return PlannedStep(step, target, summary, statements)
     return _plan_validate(ctx, after)
 
 

@@ -65,7 +65,7 @@ class Limits:
     validate_timeout_ms: int = 3_600_000
     scan_timeout_ms: int = 1_800_000
     retries: int = 5
-    backoff_ms: int = 500
+    backoff_ms: int = 200
 
 
 class Session:
@@ -172,6 +172,8 @@ class Session:
                     lock_timeout_ms=self.limits.lock_timeout_ms,
                     blockers=blockers,
                 )
+                if self._cancel_autovacuum(relations, lock_mode):
+                    continue
             except psycopg.errors.QueryCanceled as exc:
                 raise timeout_error(exc, doing, budget) from exc
             except psycopg.errors.ForeignKeyViolation as exc:
@@ -200,6 +202,31 @@ class Session:
         base = self.limits.backoff_ms * (2**attempt) / 1000
         # Jitter keeps several waiting migrations from retrying in lockstep.
         return float(min(base, 30.0) * random.uniform(0.5, 1.0))  # noqa: S311
+
+    def _cancel_autovacuum(self, relations: Sequence[int], lock_mode: str) -> bool:
+        """Cancel autovacuum workers in the way, as the server itself would.
+
+        PostgreSQL cancels an autovacuum that blocks a lock request once
+        deadlock_timeout has passed, but only while the request waits, which a
+        short lock_timeout never allows. Autovacuum simply runs again later;
+        one preventing wraparound is left alone.
+        """
+        modes = _CONFLICTS.get(lock_mode, _CONFLICTS["AccessExclusiveLock"]).split()
+        try:
+            found = self.conn.execute(
+                "SELECT a.pid, pg_cancel_backend(a.pid) FROM pg_locks l "
+                "JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.granted AND l.relation = ANY(%s) AND l.mode = ANY(%s) "
+                "AND a.backend_type = 'autovacuum worker' "
+                "AND a.query NOT LIKE '%%to prevent wraparound%%'",
+                (list(relations), modes),
+            ).fetchall()
+        except psycopg.errors.InsufficientPrivilege:
+            log.warning("autovacuum_not_cancelled", reason="insufficient privilege")
+            return False
+        for pid, cancelled in found:
+            log.warning("autovacuum_cancelled", pid=pid, cancelled=cancelled)
+        return any(cancelled for _, cancelled in found)
 
     def blockers(self, relations: Sequence[int], lock_mode: str) -> list[str]:
         """Sessions holding locks that conflict with `lock_mode` on the relations."""
