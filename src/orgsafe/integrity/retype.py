@@ -267,31 +267,41 @@ def _trigger_function(ctx: Context, target: Target) -> sql.Composed:
 
 
 def backfill_statement(ctx: Context, target: Target, resume: bool) -> sql.Composed:
+    """One batch: the next keys in order, updated as one key range.
+
+    A range (after the last key, up to this batch's highest) lets the UPDATE
+    walk the key's index; joining the keys list instead would scan the table.
+    The new value is computed from the row as the UPDATE finds it, never from
+    a snapshot, so a concurrent write (and its trigger) always wins.
+    """
     value = offenders.column(target, "c")
     new = sql.Identifier(new_column(target))
     keys = sql.SQL(", ").join(sql.Identifier("c", k.name) for k in target.row_key)
-    # The new value is computed from the row as the UPDATE finds it, never from
-    # the keys' snapshot, so a concurrent write (and its trigger) always wins.
+    after = offenders.after_key(target, "c") if resume else sql.SQL("true")
     return sql.SQL(
         "WITH keys AS (SELECT {keys} FROM {child} c WHERE {after} ORDER BY {order} "
         "LIMIT %s), "
-        "done AS (UPDATE {child} c SET {new} = {conv} FROM keys k WHERE {same} "
+        "upper AS (SELECT * FROM keys k ORDER BY {order_desc} LIMIT 1), "
+        "done AS (UPDATE {child} c SET {new} = {conv} FROM upper u "
+        "WHERE {after} AND {within} "
         "RETURNING {keys}, {value} AS old_value, c.{new} AS new_value), "
         "saved AS ({insert} RETURNING 1) "
-        "SELECT {last}, (SELECT count(*) FROM keys), (SELECT count(*) FROM saved) "
-        "FROM (SELECT * FROM keys k ORDER BY {order_desc} LIMIT 1) last"
+        "SELECT {last}, (SELECT count(*) FROM done), (SELECT count(*) FROM saved) "
+        "FROM upper last"
     ).format(
         keys=keys,
         child=target.child.ident,
-        after=offenders.after_key(target, "c") if resume else sql.SQL("true"),
+        after=after,
         order=offenders.key_order(target, "c"),
+        order_desc=offenders.key_order(target, "k", descending=True),
         new=new,
         conv=target.conversion.converted(value),
-        same=offenders.same_key(target, "c", "k"),
+        within=sql.SQL("{} <= {}").format(
+            offenders.key_list(target, "c"), offenders.key_list(target, "u")
+        ),
         value=value,
         insert=_quarantine_insert(ctx, target, "done", converted=True),
         last=sql.SQL(", ").join(sql.Identifier("last", k.name) for k in target.row_key),
-        order_desc=offenders.key_order(target, "k", descending=True),
     )
 
 
@@ -364,9 +374,8 @@ def _backfill_batch(
     statement = backfill_statement(ctx, target, last is not None)
     try:
         with ctx.session.tx() as conn:
-            return conn.execute(
-                statement, [*(last or []), ctx.options.batch_size]
-            ).fetchone()
+            params = [*(last or []), ctx.options.batch_size, *(last or [])]
+            return conn.execute(statement, params).fetchone()
     except psycopg.errors.QueryCanceled as exc:
         raise timeout_error(
             exc, f"backfilling {target.label}", ctx.session.limits.statement_timeout_ms
