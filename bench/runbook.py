@@ -312,7 +312,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rate", type=float, default=100.0, help="writes per second")
     parser.add_argument("--database-url", default=None, help="a superuser URL")
-    parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--batch-size", type=int, default=2000)
     # Every lock orgsafe waits for queues the writer behind it for as long:
     # the writer's longest wait is bounded by about this, hence 50ms here.
     parser.add_argument("--lock-timeout", default="50ms")

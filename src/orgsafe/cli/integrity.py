@@ -159,7 +159,7 @@ def _change_command(name: str, steps: tuple[str, ...], doc: str) -> None:
         online_threshold: Annotated[
             int, typer.Option(min=0, help="Rows above which retype goes online.")
         ] = 10_000,
-        batch_size: Annotated[int, typer.Option(min=1, max=1_000_000)] = 5000,
+        batch_size: Annotated[int, typer.Option(min=1, max=1_000_000)] = 2000,
         pause_ms: Annotated[int, typer.Option(min=0, max=60_000)] = 0,
         lock_timeout: Annotated[str, typer.Option(help="Per DDL lock wait.")] = "2s",
         statement_timeout: Annotated[str, typer.Option(help="Per statement.")] = "60s",

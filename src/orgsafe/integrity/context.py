@@ -52,7 +52,7 @@ class Options:
     on_orphan: OrphanAction | None = None
     on_update: str | None = None
     on_delete: str | None = None
-    batch_size: int = 5000
+    batch_size: int = 2000
     pause_ms: int = 0
     mode: RetypeMode | None = None
     online_threshold: int = 10_000
