@@ -65,7 +65,7 @@ def test_json_prints_one_object_and_nothing_else(
 ) -> None:
     outcome = orgsafe("audit", "--database-url", legacy_url, "--ref", REF, "--json")
 
-    assert outcome.code == 0
+    assert outcome.code == 0, outcome.err
     assert len(outcome.out.strip().splitlines()) == 1
     assert outcome.report["command"] == "audit"
 

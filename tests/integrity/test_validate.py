@@ -246,6 +246,22 @@ def test_validate_outside_the_window_is_refused_and_a_bad_window_is_bad_usage(
     assert value(converted_url, VALID) is True
 
 
+def test_run_outside_the_window_does_the_other_steps_and_stops_at_validate(
+    converted_url: str, orgsafe: Runner
+) -> None:
+    execute(converted_url, f"INSERT INTO customers VALUES (30, '{ORG_X}', 'late')")
+    now = datetime.now().astimezone()
+    later = f"{(now + timedelta(hours=2)):%H:%M}-{(now + timedelta(hours=3)):%H:%M}"
+
+    outcome = orgsafe(
+        "run", "--database-url", converted_url, "--ref", REF, "--yes", "--window", later
+    )
+
+    assert outcome.code == 5
+    assert value(converted_url, VALID) is False
+    assert value(converted_url, "SELECT org_id FROM customers WHERE id = 30") is None
+
+
 def test_snapshot_dumps_both_tables_before_validating(
     converted_url: str, orgsafe: Runner, tmp_path: Path
 ) -> None:

@@ -25,7 +25,6 @@ from orgsafe.integrity.restore import entries, restore
 from orgsafe.integrity.runbook import RUN_ORDER, PlannedStep, execute, plan
 from orgsafe.integrity.session import Limits, Session, log
 from orgsafe.integrity.store import History, read_history
-from orgsafe.integrity.validate import check_window, warn_long_transactions
 from orgsafe.storage import resolve_target
 
 Confirm = Callable[[str], bool]
@@ -89,7 +88,12 @@ def run_audit(ctx: Context, refs: list[Reference]) -> dict[str, Any]:
         for line in describe(result):
             ctx.report.line(line)
         found.append(result)
-    return _payload(ctx, "audit", found)
+    payload = _payload(ctx, "audit", found)
+    total = sum(int(r["offenders"]) for r in found)
+    if total:
+        ctx.report.result(payload)
+        raise OffendersRemain(f"audit found {total} offenders")
+    return payload
 
 
 def run_gate(ctx: Context, refs: list[Reference]) -> dict[str, Any]:
@@ -120,9 +124,6 @@ def run_steps(
 ) -> dict[str, Any]:
     """Plan the steps, show the plan, confirm it, then run it (unless a dry run)."""
     chosen = targets(ctx, refs)
-    if "validate" in steps and not dry_run:
-        check_window(ctx.options.window)
-        warn_long_transactions(ctx)
     planned = plan(ctx, chosen, steps)
     _show_plan(ctx, planned)
     name = "run" if steps == RUN_ORDER else steps[0]

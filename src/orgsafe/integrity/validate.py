@@ -62,6 +62,8 @@ def swap_statements(target: Target, old: str, new: str) -> list[sql.Composed]:
 
 
 def validate(ctx: Context, target: Target) -> dict[str, Any]:
+    check_window(ctx.options.window)
+    warn_long_transactions(ctx)
     target = refresh(ctx.session, target)
     check_types(target)
     keys = foreign_keys(ctx.session, target)
