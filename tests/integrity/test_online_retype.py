@@ -178,10 +178,48 @@ def test_online_retype_of_a_not_null_column_keeps_it_not_null(
     )
 
 
+def test_online_retype_rebuilds_the_column_indexes_under_their_names(
+    legacy_url: str, orgsafe: Runner
+) -> None:
+    execute(
+        legacy_url,
+        "CREATE INDEX customers_org_idx ON customers (org_id, name)",
+        f"INSERT INTO customers SELECT g, '{ORG_A}', 'bulk' "
+        "FROM generate_series(100, 399) g",
+    )
+
+    outcome = orgsafe(
+        "retype",
+        "--database-url",
+        legacy_url,
+        "--ref",
+        REF,
+        "--yes",
+        "--mode",
+        "online",
+    )
+
+    assert outcome.code == 0, outcome.err
+    assert value(legacy_url, TYPE) == "uuid"
+    assert rows(
+        legacy_url,
+        "SELECT c.relname, i.indisvalid, pg_get_indexdef(i.indexrelid) "
+        "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE i.indrelid = 'customers'::regclass AND NOT i.indisprimary",
+    ) == [
+        (
+            "customers_org_idx",
+            True,
+            "CREATE INDEX customers_org_idx ON public.customers "
+            "USING btree (org_id, name)",
+        )
+    ]
+
+
 def test_online_retype_refuses_a_column_other_objects_depend_on(
     legacy_url: str, orgsafe: Runner
 ) -> None:
-    execute(legacy_url, "CREATE INDEX customers_org_idx ON customers (org_id)")
+    execute(legacy_url, "CREATE VIEW customer_orgs AS SELECT id, org_id FROM customers")
 
     outcome = orgsafe(
         "retype",
@@ -195,5 +233,5 @@ def test_online_retype_refuses_a_column_other_objects_depend_on(
     )
 
     assert outcome.code == 5
-    assert "index customers_org_idx" in outcome.err
+    assert "view customer_orgs" in outcome.err
     assert value(legacy_url, TYPE) == "text"

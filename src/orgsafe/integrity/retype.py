@@ -29,6 +29,7 @@ from orgsafe.integrity.catalog import (
 )
 from orgsafe.integrity.context import Context, RetypeMode
 from orgsafe.integrity.failures import StepRefused
+from orgsafe.integrity.indexes import build_copies, column_indexes, rename_statements
 from orgsafe.integrity.session import timeout_error
 from orgsafe.integrity.store import QUARANTINE, SCHEMA, ensure_store
 from orgsafe.storage import translate
@@ -96,8 +97,17 @@ def _check_dependents(ctx: Context, target: Target, mode: RetypeMode) -> None:
         "  (SELECT oid FROM pg_trigger WHERE tgname = %s)) "
         # PostgreSQL 18 records NOT NULL as a constraint; the swap restores it.
         "AND NOT (classid = 'pg_constraint'::regclass AND objid IN "
-        "  (SELECT oid FROM pg_constraint WHERE contype = 'n'))",
-        (target.child.oid, target.column.attnum, trigger_name(target)),
+        "  (SELECT oid FROM pg_constraint WHERE contype = 'n')) "
+        # Plain indexes are rebuilt on the copy (see indexes.py).
+        "AND NOT (classid = 'pg_class'::regclass AND objid IN "
+        "  (SELECT indexrelid FROM pg_index WHERE indrelid = %s "
+        "   AND indexprs IS NULL AND indpred IS NULL))",
+        (
+            target.child.oid,
+            target.column.attnum,
+            trigger_name(target),
+            target.child.oid,
+        ),
         "reading what depends on the column",
     )
     if found and mode is RetypeMode.online:
@@ -344,9 +354,11 @@ def _online(ctx: Context, target: Target) -> None:
     _backfill(ctx, target)
     if target.column.not_null:
         _prove_not_null(ctx, target)
+    copies = column_indexes(session, target, new_column(target))
+    build_copies(session, target, copies)
     session.ddl(
         f"swapping {target.label} for its converted copy",
-        swap_statements(target),
+        [*swap_statements(target), *rename_statements(copies)],
         EXCLUSIVE,
         [target.child.oid],
     )

@@ -22,6 +22,11 @@ from orgsafe.integrity.audit import audit
 from orgsafe.integrity.catalog import Target, foreign_keys, refresh
 from orgsafe.integrity.constrain import add_statement, constrain, plan_key
 from orgsafe.integrity.context import Context, RetypeMode
+from orgsafe.integrity.indexes import (
+    column_indexes,
+    create_statement,
+    rename_statements,
+)
 from orgsafe.integrity.repair import (
     batch_statement,
     check_action,
@@ -32,6 +37,7 @@ from orgsafe.integrity.repair import (
 from orgsafe.integrity.retype import (
     backfill_statement,
     choose_mode,
+    new_column,
     retype,
     rewrite_statements,
     setup_statements,
@@ -129,10 +135,13 @@ def _plan_retype(ctx: Context, target: Target) -> PlannedStep:
     if mode is RetypeMode.rewrite:
         statements = rewrite_statements(ctx, target)
     else:
+        copies = column_indexes(ctx.session, target, new_column(target))
         statements = [
             *setup_statements(ctx, target),
             backfill_statement(ctx, target, resume=True),
+            *(create_statement(target, index) for index in copies),
             *swap_statements(target),
+            *rename_statements(copies),
         ]
     return PlannedStep("retype", target, summary, [render(s) for s in statements])
 
