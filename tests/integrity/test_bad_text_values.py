@@ -87,3 +87,83 @@ def test_retype_trims_blanks_to_null_and_quarantines_the_rest_before_converting(
         ("8", "ck_legacy_0042", "not a uuid", run_id),
         ("9", "11111111-1111-1111-1111-11111111111", "wrong length", run_id),
     ]
+
+
+def test_restore_after_retype_names_the_texts_a_uuid_column_cannot_take_back(
+    legacy_url: str, orgsafe: Runner
+) -> None:
+    execute(legacy_url, BAD_VALUES)
+    retyped = orgsafe(
+        "retype", "--database-url", legacy_url, "--ref", REF, "--yes", "--json"
+    )
+    assert retyped.code == 0, retyped.err
+
+    outcome = orgsafe(
+        "restore",
+        retyped.report["run_id"],
+        "--database-url",
+        legacy_url,
+        "--yes",
+        "--json",
+    )
+
+    assert outcome.code == 0, outcome.err
+    assert outcome.report["restored"] == []
+    refused = {
+        r["key"]["id"]: (r["value"], r["reason"])
+        for r in outcome.report["not_restored"]
+    }
+    assert refused == {
+        8: ("ck_legacy_0042", "'ck_legacy_0042' does not fit org_id, now uuid"),
+        9: (
+            "11111111-1111-1111-1111-11111111111",
+            "'11111111-1111-1111-1111-11111111111' does not fit org_id, now uuid",
+        ),
+    }
+    # They stay in the quarantine, exactly as they were.
+    assert (
+        value(
+            legacy_url,
+            "SELECT count(*) FROM orgsafe_integrity.quarantine "
+            "WHERE restored_at IS NULL",
+        )
+        == 2
+    )
+
+
+def test_online_retype_gives_the_same_result_as_a_rewrite(
+    legacy_url: str, orgsafe: Runner
+) -> None:
+    execute(legacy_url, BAD_VALUES)
+
+    outcome = orgsafe(
+        "retype",
+        "--database-url",
+        legacy_url,
+        "--ref",
+        REF,
+        "--yes",
+        "--mode",
+        "online",
+        "--batch-size",
+        "3",
+    )
+
+    assert outcome.code == 0, outcome.err
+    final = dict(rows(legacy_url, "SELECT id, org_id::text FROM customers"))
+    assert final == {
+        1: ORG_A,
+        2: ORG_A,
+        3: ORG_B,
+        4: None,
+        5: None,
+        6: ORG_A,
+        7: ORG_A,
+        8: None,
+        9: None,
+        10: None,
+    }
+    assert rows(
+        legacy_url,
+        "SELECT row_key->>'id', reason FROM orgsafe_integrity.quarantine ORDER BY 1",
+    ) == [("8", "not a uuid"), ("9", "wrong length")]
