@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from orgsafe.integrity.values import UUID_PATTERN
 from tests.integrity.conftest import ORG_A, ORG_B, REF, Runner, execute, rows, value
 
 BAD_VALUES = f"""
@@ -167,3 +168,41 @@ def test_online_retype_gives_the_same_result_as_a_rewrite(
         legacy_url,
         "SELECT row_key->>'id', reason FROM orgsafe_integrity.quarantine ORDER BY 1",
     ) == [("8", "not a uuid"), ("9", "wrong length")]
+
+
+UUID_CANDIDATES = [
+    ORG_A,
+    ORG_A.upper(),
+    ORG_A.replace("-", ""),
+    "{" + ORG_A + "}",
+    "{" + ORG_A.replace("-", "") + "}",
+    "1111-1111-1111-1111-1111-1111-1111-1111",
+    "11111111111111111111111111111111-",
+    "-11111111111111111111111111111111",
+    "111-11111-1111-1111-1111-111111111111",
+    "1111111--1111-1111-1111-111111111111",
+    "{" + ORG_A,
+    ORG_A + "}",
+    ORG_A[:-1],
+    ORG_A + "1",
+    ORG_A.replace("1", "g", 1),
+    " " + ORG_A,
+    "",
+    "{}",
+]
+
+
+def test_the_uuid_check_agrees_with_the_server_on_every_shape(scratch_url: str) -> None:
+    execute(
+        scratch_url,
+        "CREATE FUNCTION casts(t text) RETURNS boolean LANGUAGE plpgsql AS $$ "
+        "BEGIN PERFORM t::uuid; RETURN true; "
+        "EXCEPTION WHEN invalid_text_representation THEN RETURN false; END $$",
+    )
+    for candidate in UUID_CANDIDATES:
+        server, ours = rows(
+            scratch_url,
+            "SELECT casts(%s), lower(%s) ~ %s",
+            (candidate, candidate, UUID_PATTERN),
+        )[0]
+        assert server == ours, candidate

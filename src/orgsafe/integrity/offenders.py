@@ -8,7 +8,6 @@ and whitespace-padded keys of existing parents do not.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from psycopg import sql
@@ -79,10 +78,6 @@ def after_key(target: Target, alias: str) -> sql.Composable:
 
 def same_key(target: Target, left: str, right: str) -> sql.Composable:
     return sql.SQL("{} = {}").format(key_list(target, left), key_list(target, right))
-
-
-def keyset(target: Target, last: Sequence[Any] | None, alias: str) -> sql.Composable:
-    return after_key(target, alias) if last is not None else sql.SQL("true")
 
 
 def count(session: Session, target: Target) -> int:

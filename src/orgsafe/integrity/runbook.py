@@ -43,6 +43,7 @@ from orgsafe.integrity.retype import (
     setup_statements,
     swap_statements,
 )
+from orgsafe.integrity.session import log
 from orgsafe.integrity.store import ensure_store
 from orgsafe.integrity.validate import swap_statements as key_swap_statements
 from orgsafe.integrity.validate import validate, validate_statement
@@ -174,6 +175,7 @@ def execute(ctx: Context, planned: list[PlannedStep]) -> list[dict[str, Any]]:
 
 def run_step(ctx: Context, step: str, target: Target) -> dict[str, Any]:
     entry = ctx.history.start(step, target.name)
+    log.info("step_start", step=step, reference=target.name, run_id=str(ctx.run_id))
     started = time.monotonic()
     try:
         # Earlier steps change the catalog: act on the column as it is now.
@@ -183,6 +185,7 @@ def run_step(ctx: Context, step: str, target: Target) -> dict[str, Any]:
         raise
     result["seconds"] = round(time.monotonic() - started, 3)
     ctx.history.finish(entry, "done", _changes(result))
+    log.info("step_done", step=step, reference=target.name, **_changes(result))
     ctx.report.line(f"{step} {target.name}: {_summary(result)}")
     return {"step": step, **result}
 

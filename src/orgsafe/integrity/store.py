@@ -105,13 +105,6 @@ def ensure_store(session: Session) -> None:
         )
 
 
-def quarantine_failure(exc: psycopg.Error) -> QuarantineUnavailable:
-    return QuarantineUnavailable(
-        f"writing {QUARANTINE} failed, so no value was changed: {_first_line(exc)}",
-        exc.sqlstate,
-    )
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

@@ -19,8 +19,8 @@ from orgsafe.errors import UsageError
 # Spaces, tabs, newlines, carriage returns, form and vertical feeds.
 WHITESPACE = " \t\n\r\f\x0b"
 _WS = sql.SQL(r"E' \t\n\r\f\x0b'")
-_UUID_BODY = r"([0-9a-f]{4}-?){7}[0-9a-f]{4}"
-UUID_PATTERN = rf"^(\{{{_UUID_BODY}\}}|{_UUID_BODY})$"
+_UUID_BODY = r"(?:[0-9a-f]{4}-?){7}[0-9a-f]{4}"
+UUID_PATTERN = rf"^(?:\{{{_UUID_BODY}\}}|{_UUID_BODY})$"
 UUID_LOOKALIKE = r"^\{?[0-9a-f-]*\}?$"
 INTEGER_PATTERN = r"^[+-]?[0-9]+$"
 INTEGER_BOUNDS = {
