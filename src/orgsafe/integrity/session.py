@@ -79,6 +79,9 @@ class Session:
         self._sleep = sleep
         named = conninfo.make_conninfo(url, application_name=APPLICATION_NAME)
         self.conn = connect(named, autocommit=True)
+        # No server-side prepared statements: a transaction pooler may run the
+        # next transaction on another server session, where they do not exist.
+        self.conn.prepare_threshold = None
         self.server_version = self.conn.info.server_version
         self.inherited_limits = self._read_limits()
 
