@@ -261,6 +261,11 @@ class Result:
     app_cpu: float
     db_cpu: float
 
+    @property
+    def cpu_ms(self) -> float:
+        """Cpu time of the app and PostgreSQL per request: blind to other load."""
+        return (self.app_cpu + self.db_cpu) * 1000 / self.rps if self.rps else 0.0
+
 
 def cpu_times() -> dict[str, tuple[int, int]]:
     """Busy and total jiffies of each cpu."""
@@ -351,7 +356,8 @@ def report(name: str, result: Result) -> None:
         f"{name:<16} {result.rps:8.0f} req/s   p50 {result.p50_ms:6.2f} ms"
         f"   p99 {result.p99_ms:6.2f} ms   max {result.max_ms:7.2f} ms"
         f"   cpu: server {result.server_cpu:4.0%} (app {result.app_cpu:4.0%}"
-        f" db {result.db_cpu:4.0%})   wrk {result.load_cpu:4.0%}"
+        f" db {result.db_cpu:4.0%}, {result.cpu_ms:.2f} ms/req)"
+        f"   wrk {result.load_cpu:4.0%}"
         + (f"   ERRORS {result.errors}" if result.errors else ""),
         flush=True,
     )
@@ -364,7 +370,10 @@ def service_env(args: argparse.Namespace, data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORGSAFE_")}
     env.pop("DATABASE_URL", None)
     env.update(
-        PYTHONPATH=str(args.src),
+        # Whatever PYTHONPATH was given comes after the source under test.
+        PYTHONPATH=os.pathsep.join(
+            filter(None, [str(args.src), env.get("PYTHONPATH")])
+        ),
         ORGSAFE_DATA_DIR=str(data_dir),
         ORGSAFE_POOL_MAX_SIZE=str(args.pool_size),
     )
@@ -467,6 +476,10 @@ def summarise(args: argparse.Namespace, results: dict[str, Result]) -> dict[str,
         "bare_create_rps": round(bare_create.rps),
         "create_ratio": round(create.rps / bare_create.rps, 3),
         "p99_ms_half_load": round(results["half_read"].p99_ms, 2),
+        # Bare over guarded cpu per request: the throughput ratio that a core
+        # free of other work would show.
+        "read_cpu_ratio": round(bare_read.cpu_ms / read.cpu_ms, 3),
+        "create_cpu_ratio": round(bare_create.cpu_ms / create.cpu_ms, 3),
         "half_load_rps": round(results["half_read"].rps),
         "ceiling_rps": round(results["ceiling"].rps),
         "errors": sum(r.errors for r in results.values()),
@@ -476,7 +489,9 @@ def summarise(args: argparse.Namespace, results: dict[str, Result]) -> dict[str,
         "page_size": args.page_size,
         "pool_size": args.pool_size,
         "machine": describe_machine(args),
-        "runs": {name: asdict(r) for name, r in results.items()},
+        "runs": {
+            name: {**asdict(r), "cpu_ms": r.cpu_ms} for name, r in results.items()
+        },
     }
 
 
@@ -512,7 +527,13 @@ def prepare(args: argparse.Namespace, procs: Processes) -> tuple[Any, ...]:
     return {"guarded": guarded, "bare": bare}, files
 
 
+def exit_on_signal(signum: int, _frame: object) -> None:
+    # Through sys.exit, so the atexit handlers stop the servers and the database.
+    sys.exit(f"stopped by signal {signum}")
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, exit_on_signal)
     args = parse_args()
     if shutil.which("wrk") is None:
         sys.exit("error: wrk not found; install it (Debian: apt-get install wrk)")
@@ -529,7 +550,9 @@ def print_ratios(summary: dict[str, Any]) -> None:
     print(
         f"read ratio {summary['read_ratio']:.3f} (target 0.75)   "
         f"create ratio {summary['create_ratio']:.3f} (target 0.70)   "
-        f"p99 at half load {summary['p99_ms_half_load']:.2f} ms (target 25)",
+        f"p99 at half load {summary['p99_ms_half_load']:.2f} ms (target 25)\n"
+        f"cpu per request, bare/guarded: read {summary['read_cpu_ratio']:.3f}"
+        f"   create {summary['create_cpu_ratio']:.3f}",
         flush=True,
     )
 
