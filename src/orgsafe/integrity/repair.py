@@ -112,7 +112,7 @@ def _one_batch(
     """
     find = find_statement(target, last is not None)
     try:
-        with ctx.session.tx() as conn:
+        with ctx.session.tx(batch=True) as conn:
             keys = conn.execute(
                 find, [*(last or []), ctx.options.batch_size]
             ).fetchall()

@@ -385,7 +385,7 @@ def _backfill_batch(
 ) -> tuple[Any, ...] | None:
     statement = backfill_statement(ctx, target, last is not None)
     try:
-        with ctx.session.tx() as conn:
+        with ctx.session.tx(batch=True) as conn:
             params = [*(last or []), ctx.options.batch_size, *(last or [])]
             return conn.execute(statement, params).fetchone()
     except psycopg.errors.QueryCanceled as exc:

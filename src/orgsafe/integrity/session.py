@@ -101,7 +101,10 @@ class Session:
 
     @contextmanager
     def tx(
-        self, statement_ms: int | None = None, lock_ms: int | None = None
+        self,
+        statement_ms: int | None = None,
+        lock_ms: int | None = None,
+        batch: bool = False,
     ) -> Iterator[psycopg.Connection[Row]]:
         """A transaction with its own limits set by SET LOCAL."""
         statement = (
@@ -114,6 +117,10 @@ class Session:
             self._set_local("idle_in_transaction_session_timeout", 0)
             if self.server_version >= 170000:
                 self._set_local("transaction_timeout", 0)
+            if batch:
+                # A batch and its quarantine rows commit or vanish together, and
+                # a re-run redoes a lost batch: no need to wait for the flush.
+                self.conn.execute("SET LOCAL synchronous_commit = off")
             yield self.conn
 
     def _set_local(self, name: str, value_ms: int) -> None:
