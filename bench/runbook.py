@@ -294,6 +294,23 @@ def losses(url: str, inserted: dict[int, str]) -> tuple[int, int]:
     return int(lost_rows) + missing, int(lost_values) + changed + nulled
 
 
+def gate(url: str) -> int:
+    """`orgsafe integrity gate`'s exit code: 1 while offenders exist, else 0."""
+    command = [
+        sys.executable,
+        "-c",
+        "from orgsafe.cli import main; main()",
+        "integrity",
+        "gate",
+        "--database-url",
+        url,
+        "--ref",
+        REF,
+        "--json",
+    ]
+    return subprocess.run(command, capture_output=True, check=False).returncode
+
+
 def orgsafe_flags(args: argparse.Namespace) -> list[str]:
     return [
         "--batch-size",
@@ -328,6 +345,7 @@ def main() -> None:
             create(url, names[key], names["template"])
         naive_url = database(url, names["naive"])
         orgsafe_url = database(url, names["orgsafe"])
+        gate_before = gate(orgsafe_url)
         a = measure(
             "naive", naive_url, args.rows, args.rate, orgs, lambda: naive(naive_url)
         )
@@ -339,6 +357,7 @@ def main() -> None:
             orgs,
             lambda: orgsafe(orgsafe_url, orgsafe_flags(args)),
         )
+        gate_after = gate(orgsafe_url)
     finally:
         for name in names.values():
             drop(url, name)
@@ -348,6 +367,7 @@ def main() -> None:
         f"ratios: time {ratio:.2f}x, longest writer wait "
         f"{wait_ratio:.3f}x (orgsafe/naive)"
     )
+    print(f"gate on the orgsafe copy: exit {gate_before} before, {gate_after} after")
     print(
         json.dumps(
             {
@@ -361,6 +381,8 @@ def main() -> None:
                 "failed_writes": b["failed_writes"],
                 "lost_rows": b["lost_rows"],
                 "lost_values": b["lost_values"],
+                "gate_before": gate_before,
+                "gate_after": gate_after,
                 "naive": a,
                 "orgsafe": b,
             }
