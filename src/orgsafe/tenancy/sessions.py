@@ -52,28 +52,39 @@ async def set_local(conn: Conn, name: str, value: object) -> None:
     await conn.execute("SELECT set_config(%s, %s, true)", (name, text))
 
 
-async def find_session(conn: Conn, token: str, idle: timedelta) -> SessionRow | None:
-    """The live session for `token`; expired ones are deleted on sight."""
-    digest = token_hash(token)
-    await set_local(conn, "app.session_hash", digest)
+@dataclass(frozen=True)
+class Lookup:
+    """A live session, its user's memberships, and the org the lookup preset."""
+
+    session: SessionRow
+    identity: Identity
+    preset_org_id: str
+
+
+async def lookup(
+    conn: Conn, token: str, idle: timedelta, preset_org: bool
+) -> Lookup | None:
+    """The live session for `token` and its user's memberships, in one statement.
+
+    `guard_lookup` (migration 0003) sets app.session_hash and app.user_id on the
+    way, and app.org_id to the session's org when `preset_org` is true and the
+    user still belongs to it. An expired session is deleted on sight.
+    """
     cur = await conn.execute(
-        "SELECT id, user_id, org_id, created_at, expires_at,"
-        " expires_at > now() AND last_seen_at > now() - %s AS live"
-        " FROM sessions WHERE token_hash = %s",
-        (idle, digest),
+        "SELECT * FROM guard_lookup(%s, %s, %s, %s)",
+        (token_hash(token), idle, TOUCH_EVERY, preset_org),
     )
-    row = await cur.fetchone()
+    row: tuple[Any, ...] | None = await cur.fetchone()
     if row is None:
         return None
     if not row[5]:
         await conn.execute("DELETE FROM sessions WHERE id = %s", (row[0],))
         return None
-    await conn.execute(
-        "UPDATE sessions SET last_seen_at = now()"
-        " WHERE id = %s AND last_seen_at < now() - %s",
-        (row[0], TOUCH_EVERY),
+    return Lookup(
+        SessionRow(*row[:5]),
+        Identity(row[6], frozenset(row[7] or ())),
+        str(row[8]),
     )
-    return SessionRow(*row[:5])  # type: ignore[arg-type]
 
 
 async def load_identity(conn: Conn, user_id: uuid.UUID) -> Identity:

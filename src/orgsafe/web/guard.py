@@ -34,6 +34,8 @@ class Authenticated:
     token: str
     session: SessionRow
     identity: Identity
+    # What app.org_id holds already: set by the lookup, or empty.
+    preset_org_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,9 @@ class Guard:
             yield conn
 
     @asynccontextmanager
-    async def session(self, request: Request) -> AsyncIterator[Authenticated]:
+    async def session(
+        self, request: Request, preset_org: bool = False
+    ) -> AsyncIterator[Authenticated]:
         token = request.cookies.get(self.settings.cookie_name)
         facts = audit(request)
         facts["header_org_id"] = header_report(self.header_values(request))
@@ -77,25 +81,26 @@ class Guard:
             raise RequestError(401, NOT_AUTHENTICATED, "no_session")
         async with self.transaction() as conn:
             # An expired session is deleted on sight; that delete must commit.
-            found = await sessions.find_session(conn, token, self.idle)
+            found = await sessions.lookup(conn, token, self.idle, preset_org)
             if found is not None:
-                facts["user_id"] = str(found.user_id)
-                facts["session_org_id"] = _text(found.org_id)
-                identity = await sessions.load_identity(conn, found.user_id)
-                yield Authenticated(conn, token, found, identity)
+                facts["user_id"] = str(found.session.user_id)
+                facts["session_org_id"] = _text(found.session.org_id)
+                yield Authenticated(
+                    conn, token, found.session, found.identity, found.preset_org_id
+                )
         if found is None:
             raise RequestError(401, NOT_AUTHENTICATED, "unknown_session")
 
     @asynccontextmanager
     async def tenant(self, request: Request) -> AsyncIterator[Tenant]:
-        async with self.session(request) as auth:
+        async with self.session(request, preset_org=True) as auth:
             choice = self.choose(request, auth)
-            if choice.effective_org_id is None:
+            org = choice.effective_org_id
+            if org is None:
                 raise RequestError(401, NOT_AUTHENTICATED, "no_org")
-            await sessions.set_local(auth.conn, "app.org_id", choice.effective_org_id)
-            yield Tenant(
-                auth.conn, auth.session.user_id, choice.effective_org_id, choice
-            )
+            if auth.preset_org_id != str(org):
+                await sessions.set_local(auth.conn, "app.org_id", org)
+            yield Tenant(auth.conn, auth.session.user_id, org, choice)
 
     def choose(self, request: Request, auth: Authenticated) -> OrgChoice:
         choice = choose_org(
