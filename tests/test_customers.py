@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 
 import psycopg
 
-from orgsafe.storage import connect
+from tests.plugins.database import wait_for_lock_wait
 
 UNKNOWN = "c0ffee00-0000-4000-8000-000000000000"
 NOT_FOUND = {"error": "Customer not found"}
@@ -160,20 +159,6 @@ def test_a_header_naming_a_deleted_org_is_refused_like_any_foreign_org(world, ap
     assert world.sql("SELECT count(*) FROM customers WHERE name = 'late'") == [(0,)]
 
 
-def wait_for_lock_wait(admin_url: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    with connect(admin_url, autocommit=True) as conn:
-        while time.monotonic() < deadline:
-            row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND query LIKE 'INSERT INTO customers%%'"
-            ).fetchone()
-            if row and row[0]:
-                return
-            time.sleep(0.02)
-    raise AssertionError("the insert never waited on the org's deletion")
-
-
 def test_org_deleted_between_the_check_and_the_insert_answers_invalid_org(world, api):
     client = api("production")
     world.sql("DELETE FROM customers WHERE org_id = %s", (world.org_a,))
@@ -191,7 +176,7 @@ def test_org_deleted_between_the_check_and_the_insert_answers_invalid_org(world,
 
         worker = threading.Thread(target=create)
         worker.start()
-        wait_for_lock_wait(world.target.admin_url)
+        wait_for_lock_wait(world.target.admin_url, "INSERT INTO customers")
         deleter.commit()
         worker.join(timeout=20)
     finally:

@@ -16,6 +16,7 @@ from orgsafe.config import Settings
 from orgsafe.storage import connect, upgrade
 from orgsafe.storage.embedded import start_embedded
 from orgsafe.tenancy import accounts
+from tests.plugins.database import wait_for_lock_wait
 from tests.plugins.service import PASSWORD, custom_api
 
 STATEMENT_TIMEOUT_MS = 1500
@@ -147,20 +148,6 @@ def hold_row_lock(url: str, customer: uuid.UUID):
     return conn
 
 
-def wait_for_lock_wait(url: str) -> None:
-    deadline = time.monotonic() + 10
-    with connect(url, autocommit=True) as conn:
-        while time.monotonic() < deadline:
-            row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE customers%%'"
-            ).fetchone()
-            if row and row[0]:
-                return
-            time.sleep(0.02)
-    raise AssertionError("no request waited on the lock")
-
-
 def test_exhausted_pool_answers_503_after_a_bounded_wait(own):
     settings = {"pool_min_size": 1, "pool_max_size": 1, "pool_timeout_seconds": 0.5}
     with custom_api(own.target, **settings) as client:
@@ -179,7 +166,7 @@ def test_exhausted_pool_answers_503_after_a_bounded_wait(own):
         )
         blocked.start()
         try:
-            wait_for_lock_wait(own.target.admin_url)
+            wait_for_lock_wait(own.target.admin_url, "UPDATE customers")
             busy, took = timed(client, "GET", "/api/customers", cookie)
         finally:
             holder.rollback()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,3 +100,19 @@ def _user(url: str) -> str:
 def _password(url: str) -> str | None:
     value = psycopg.conninfo.conninfo_to_dict(url).get("password")
     return str(value) if value else None
+
+
+def wait_for_lock_wait(url: str, statement_start: str, timeout: float = 10.0) -> None:
+    """Returns once a statement starting so waits on a lock; fails after `timeout`."""
+    deadline = time.monotonic() + timeout
+    with connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND starts_with(query, %s)",
+                (statement_start,),
+            ).fetchone()
+            if row and row[0]:
+                return
+            time.sleep(0.02)
+    raise AssertionError(f"no {statement_start!r} statement waited on a lock")
