@@ -15,6 +15,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,13 +46,13 @@ class Bouncer:
 
 
 @pytest.fixture(scope="session")
-def pgbouncer(
-    target: DatabaseTarget, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Bouncer]:
+def pgbouncer(target: DatabaseTarget) -> Iterator[Bouncer]:
     binary = find_binary()
     if binary is None:
         pytest.skip("pgbouncer is not installed (Debian: apt-get install pgbouncer)")
-    folder = tmp_path_factory.mktemp("pgbouncer")
+    # Not under pytest's temporary folder: as root, PgBouncer switches to a user
+    # who may not enter it.
+    folder = Path(tempfile.mkdtemp(prefix="orgsafe-pgbouncer-"))
     server = conninfo.conninfo_to_dict(target.admin_url)
     port = free_port()
     config = write_config(folder, server, port, users(target))
@@ -62,6 +63,7 @@ def pgbouncer(
     finally:
         process.terminate()
         process.wait(timeout=10)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def find_binary() -> str | None:
