@@ -6,6 +6,8 @@ two failures take the same time and answer the same.
 
 from __future__ import annotations
 
+import functools
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -13,7 +15,11 @@ MIN_LENGTH = 8
 MAX_LENGTH = 1024
 
 _hasher = PasswordHasher()
-_DECOY_HASH = _hasher.hash("decoy password that no account has")
+
+
+@functools.cache
+def _decoy_hash() -> str:
+    return _hasher.hash("decoy password that no account has")
 
 
 def hash_password(password: str) -> str:
@@ -23,7 +29,7 @@ def hash_password(password: str) -> str:
 def verify_password(stored_hash: str | None, password: str) -> bool:
     """True if `password` matches; an absent hash costs the same and is False."""
     try:
-        return _hasher.verify(stored_hash or _DECOY_HASH, password) and bool(
+        return _hasher.verify(stored_hash or _decoy_hash(), password) and bool(
             stored_hash
         )
     except (VerificationError, InvalidHashError):
