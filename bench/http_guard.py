@@ -208,6 +208,7 @@ def login(base: str, email: str) -> str:
 
 
 def guarded_paths(org: Org) -> dict[str, str]:
+    # No org in the path: the service takes it from the session in the cookie.
     return {"list": "/api/customers", "one": "/api/customers/", "new": "/api/customers"}
 
 
