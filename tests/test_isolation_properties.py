@@ -19,12 +19,14 @@ import secrets
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
@@ -58,7 +60,7 @@ HEADER_SHOWN = 64  # whoami may clip the header it shows, but not shorter than t
 ORG_ID_MAX = 64  # longer orgId bodies are invalid input, refused before the session
 
 RUNS = settings(
-    max_examples=40,
+    max_examples=60,
     stateful_step_count=25,
     deadline=None,
     database=None,
@@ -152,6 +154,15 @@ class Cast:
             (list(self.users.values()),),
         )
         return {str(row[0]) for row in rows}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def hypothesis_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    # Hypothesis caches what it learns on disk; that belongs in a temporary folder.
+    home = tmp_path_factory.mktemp("hypothesis")
+    set_hypothesis_home_dir(home)
+    yield home
+    set_hypothesis_home_dir(None)
 
 
 @pytest.fixture(scope="module")
@@ -473,6 +484,26 @@ class Isolation(RuleBasedStateMachine):
     def revoke_membership(self, user: str, org: str) -> None:
         self.cast.revoke(user, org)
         self.model.members[user].discard(self.org(org))
+
+    @precondition(lambda self: self.sessions_in_an_org())
+    @rule(data=st.data())
+    def revoke_the_org_a_live_session_acts_in(self, data: st.DataObject) -> None:
+        # The sharpest attack: the session still names the org, the user has lost it.
+        handle = data.draw(st.sampled_from(self.sessions_in_an_org()), label="session")
+        session = self.model.sessions[str(self.handles[handle])]
+        assert session.org is not None
+        self.revoke_membership(session.user, self.org_name(session.org))
+
+    def sessions_in_an_org(self) -> list[str]:
+        found = []
+        for handle, token in self.handles.items():
+            session = self.model.live(token)
+            if session and session.org in self.model.members[session.user]:
+                found.append(handle)
+        return found
+
+    def org_name(self, ident: uuid.UUID) -> str:
+        return next(name for name, org in self.cast.orgs.items() if org == ident)
 
     @rule(user=USER_NAMES, org=ORG_NAMES)
     def grant_membership(self, user: str, org: str) -> None:
