@@ -14,7 +14,9 @@ from orgsafe.storage import DatabaseTarget, connect, translate
 from orgsafe.tenancy.passwords import hash_password, password_problem
 
 EMAIL_MAX = 320
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# No spaces, no control characters (NUL included: PostgreSQL text refuses it).
+_PART = r"[^@\s\x00-\x1f\x7f]+"
+_EMAIL = re.compile(rf"^{_PART}@{_PART}\.{_PART}$")
 
 
 def normalise_email(raw: str) -> str:

@@ -71,6 +71,15 @@ class WhoAmI(Wire):
     environment: str
 
 
+def clean_name(value: str | None) -> str:
+    if value is None or not value.strip():
+        raise ValueError("must not be blank or null")
+    # PostgreSQL text cannot hold NUL: refuse it here, as invalid input.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value.strip()
+
+
 class CustomerIn(Body):
     name: str = Field(min_length=1, max_length=NAME_MAX)
     email: str | None = Field(default=None, max_length=EMAIL_MAX)
@@ -78,10 +87,7 @@ class CustomerIn(Body):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError("must not be blank")
-        return value
+        return clean_name(value)
 
     @field_validator("email")
     @classmethod
@@ -96,9 +102,7 @@ class CustomerPatch(Body):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str | None) -> str:
-        if value is None or not value.strip():
-            raise ValueError("must not be blank or null")
-        return value.strip()
+        return clean_name(value)
 
     @field_validator("email")
     @classmethod
