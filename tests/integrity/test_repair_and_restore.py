@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from orgsafe.integrity import store
 from tests.integrity.conftest import ORG_A, ORG_X, REF, Runner, execute, rows, value
 
@@ -286,3 +288,34 @@ def test_restore_says_which_values_a_validated_key_now_blocks(
     assert all("customers_org_id_fkey" in r["reason"] for r in refused)
     assert all(r["value"] == ORG_X for r in refused)
     assert _customers(converted_url)[40] is None
+
+
+@pytest.mark.parametrize("bad", ["nope", "99999999-9999-9999-9999-999999999999"])
+def test_a_bad_reassign_value_is_refused_before_any_step_changes_the_table(
+    legacy_url: str, orgsafe: Runner, bad: str
+) -> None:
+    execute(legacy_url, "INSERT INTO customers VALUES (50, 'ck_legacy_0042', 'x')")
+    done = orgsafe(
+        "run",
+        "--database-url",
+        legacy_url,
+        "--ref",
+        REF,
+        "--on-orphan",
+        f"reassign:{bad}",
+        "--yes",
+    )
+    assert done.code == 2, done.err
+    assert f"--on-orphan reassign:{bad}" in done.err.strip().splitlines()[-1]
+    column_type = value(
+        legacy_url,
+        "SELECT data_type FROM information_schema.columns"
+        " WHERE table_name = 'customers' AND column_name = 'org_id'",
+    )
+    assert column_type == "text"
+    constraints = value(
+        legacy_url,
+        "SELECT count(*) FROM pg_constraint WHERE conrelid = 'customers'::regclass"
+        " AND contype = 'f'",
+    )
+    assert constraints == 0

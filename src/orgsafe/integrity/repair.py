@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from orgsafe.errors import UsageError
+from orgsafe.errors import DatabaseError, UsageError
 from orgsafe.integrity import offenders
 from orgsafe.integrity.catalog import Target
 from orgsafe.integrity.context import Context
@@ -53,15 +53,24 @@ def check_reassign(ctx: Context, target: Target, action: OrphanAction) -> Orphan
         return action
     probe = Conversion("text", target.parent_column.type_name, target.input_check)
     value = probe.converted(sql.SQL("{}::text").format(sql.Literal(action.value)))
-    found = ctx.session.rows(
-        sql.SQL("SELECT p.{col}::text FROM {parent} p WHERE p.{col} = {value}").format(
-            col=sql.Identifier(target.parent_column.name),
-            parent=target.parent.ident,
-            value=value,
-        ),
-        (),
-        "checking the reassign value",
-    )
+    query = sql.SQL("SELECT p.{col}::text FROM {parent} p WHERE p.{col} = {value}")
+    try:
+        found = ctx.session.rows(
+            query.format(
+                col=sql.Identifier(target.parent_column.name),
+                parent=target.parent.ident,
+                value=value,
+            ),
+            (),
+            "checking the reassign value",
+        )
+    except DatabaseError as exc:
+        if exc.sqlstate not in ("22P02", "22003"):
+            raise
+        raise UsageError(
+            f"--on-orphan reassign:{action.value}: not a valid "
+            f"{target.parent_column.type_name}"
+        ) from exc
     if not found:
         raise UsageError(
             f"--on-orphan reassign:{action.value}: no row in {target.parent_label} "

@@ -30,6 +30,7 @@ from orgsafe.integrity.indexes import (
 from orgsafe.integrity.repair import (
     batch_statement,
     check_action,
+    check_reassign,
     choose_action,
     find_statement,
     repair,
@@ -80,7 +81,11 @@ def plan(
 ) -> list[PlannedStep]:
     planned: list[PlannedStep] = []
     for target in targets:
-        check_action(target, target.on_orphan or ctx.options.on_orphan)
+        action = target.on_orphan or ctx.options.on_orphan
+        check_action(target, action)
+        if action is not None:
+            # A reassign value no parent has is refused before any step runs.
+            check_reassign(ctx, target, action)
         for step in _steps_for(ctx, target, steps):
             planned.append(_plan_step(ctx, target, step))
     return planned
