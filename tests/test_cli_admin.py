@@ -147,3 +147,32 @@ def test_unreachable_database_is_one_line_and_exit_3(target, tmp_path):
         "error: cannot connect"
     )
     assert "hunter2" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"DATABASE_URL": "postgresql://postgres:S3cretPW@[::1"}, "DATABASE_URL"),
+        (
+            {"ORGSAFE_APP_DATABASE_URL": "postgresql://a:S3cretPW@[::1"},
+            "ORGSAFE_APP_DATABASE_URL",
+        ),
+        ({"ORGSAFE_POOL_MAX_SIZE": "abc"}, "ORGSAFE_POOL_MAX_SIZE"),
+        ({"ORGSAFE_MAX_BODY_BYTES": "-5"}, "ORGSAFE_MAX_BODY_BYTES"),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_it_without_its_value(target, env, names):
+    done = orgsafe(target, "doctor", env=env)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert done.stderr.startswith(f"error: {names}")
+    assert "S3cretPW" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_bad_database_url_flag_is_one_line_without_the_password(target):
+    url = "postgresql://postgres:S3cretPW@[::1"
+    done = orgsafe(target, "integrity", "audit", "--database-url", url)
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip() == "error: --database-url is not a valid connection string"
+    )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 from typing import NoReturn
 
+import pydantic
 import typer
 
 from orgsafe.cli.admin import register as register_admin
@@ -74,10 +75,22 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(exc.exit_code) from None
     except OrgsafeError as exc:
         fail(str(exc), exit_code_for(exc))
+    except pydantic.ValidationError as exc:
+        fail(setting_problem(exc), EXIT_USAGE)
     except KeyboardInterrupt:
         fail("interrupted", 130)
     if isinstance(code, int) and code:
         raise SystemExit(code)
+
+
+def setting_problem(exc: pydantic.ValidationError) -> str:
+    """The environment variable at fault, without echoing its value."""
+    errors = exc.errors()
+    if not errors:
+        return "a setting is invalid"
+    field = str(errors[0]["loc"][0]) if errors[0]["loc"] else "setting"
+    name = "DATABASE_URL" if field == "database_url" else f"ORGSAFE_{field.upper()}"
+    return f"{name}: {errors[0]['msg'].lower()}"
 
 
 def _usage_failure(exc: typer.TyperException) -> NoReturn:

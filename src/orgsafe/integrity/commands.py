@@ -26,6 +26,7 @@ from orgsafe.integrity.runbook import RUN_ORDER, PlannedStep, execute, plan
 from orgsafe.integrity.session import Limits, Session, log
 from orgsafe.integrity.store import History, read_history
 from orgsafe.storage import resolve_target
+from orgsafe.storage.database import check_url
 
 Confirm = Callable[[str], bool]
 
@@ -33,7 +34,7 @@ Confirm = Callable[[str], bool]
 def database_url(explicit: str | None) -> str:
     """--database-url, else DATABASE_URL, else the embedded server's superuser."""
     if explicit:
-        return explicit
+        return check_url(explicit, "--database-url")
     return resolve_target(Settings()).admin_url
 
 

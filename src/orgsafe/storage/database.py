@@ -18,7 +18,7 @@ import psycopg
 from psycopg import conninfo
 
 from orgsafe.config import Settings
-from orgsafe.errors import DatabaseError, DatabaseUnavailable
+from orgsafe.errors import ConfigError, DatabaseError, DatabaseUnavailable
 
 CONNECT_TIMEOUT_SECONDS = 5
 
@@ -69,18 +69,21 @@ def resolve_target(settings: Settings) -> DatabaseTarget:
     return start_embedded(settings)
 
 
-def _external_target(settings: Settings, url: str) -> DatabaseTarget:
+def check_url(url: str, name: str) -> str:
+    """The URL if it parses; the error never repeats it: it may hold a password."""
     try:
         conninfo.conninfo_to_dict(url)
-    except psycopg.ProgrammingError as exc:
-        from orgsafe.errors import ConfigError
+    except psycopg.ProgrammingError:
+        raise ConfigError(f"{name} is not a valid connection string") from None
+    return url
 
-        raise ConfigError(
-            f"DATABASE_URL is not a valid connection string: {exc}"
-        ) from exc
+
+def _external_target(settings: Settings, url: str) -> DatabaseTarget:
+    check_url(url, "DATABASE_URL")
     app_url = settings.app_database_url or with_user(
         url, settings.app_role, settings.app_password
     )
+    check_url(app_url, "ORGSAFE_APP_DATABASE_URL")
     return DatabaseTarget(
         admin_url=url,
         owner_url=url,
