@@ -238,3 +238,32 @@ def test_a_body_over_the_limit_is_413_whether_its_length_is_declared_or_not(
     assert world.sql(
         "SELECT count(*) FROM customers WHERE org_id = %s", (world.org_a,)
     ) == [(2,)]
+
+
+def test_parallel_guesses_cannot_slip_past_the_account_limit(world, target):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with custom_api(target, login_account_failures=3) as client:
+
+        def guess(n: int) -> int:
+            body = {"email": world.bob, "password": f"guess number {n}"}
+            return client.call("POST", "/api/auth/login", json=body).status_code
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(pool.map(guess, range(12)))
+    assert answers.count(401) == 3
+    assert answers.count(429) == 9
+    world.sql("DELETE FROM login_throttle")
+
+
+def test_guessing_the_current_password_is_throttled_like_a_login(world, target):
+    with custom_api(target, login_account_failures=2) as client:
+        cookie = client.login(world.alice)
+        answers = [
+            change(client, cookie, current=f"wrong {n}").status_code for n in range(3)
+        ]
+        right = change(client, cookie)
+    assert answers == [403, 403, 429]
+    assert right.status_code == 429
+    assert int(right.headers["retry-after"]) >= 1
+    world.sql("DELETE FROM login_throttle")

@@ -1,9 +1,10 @@
 """Login throttling, kept in the database so that every copy of the service agrees.
 
-Failures are counted per account (a hash of the normalised email, known or not) and
-per client address, within a window. Past the limit, the key is blocked for a while
-and every login on it answers 429 with Retry-After, before any password is checked.
-A successful login clears its account's count, not its address's.
+Attempts are counted per account (a hash of the normalised email, known or not)
+and per client address, within a window, before the password is checked. Past the
+limit, the key is blocked for a while and every attempt on it answers 429 with
+Retry-After. A success clears its account's count and does not count against its
+address. Password changes count against the account too.
 """
 
 from __future__ import annotations
@@ -44,27 +45,44 @@ async def blocked_for(conn: Conn, found: dict[str, str]) -> int:
     return math.ceil(float(seconds)) if seconds is not None else 0  # type: ignore[arg-type]
 
 
-async def record_failure(conn: Conn, found: dict[str, str], limits: Limits) -> None:
+async def attempt(conn: Conn, found: dict[str, str], limits: Limits) -> int:
+    """Count one attempt on every key; seconds to wait if one is past its limit.
+
+    The count goes up before the password is checked, in a statement that locks
+    the key's row, so parallel guesses cannot all slip in under the limit.
+    """
+    wait = 0
     for kind, key in found.items():
         limit = (
             limits.account_failures if kind == "account" else limits.address_failures
         )
-        await conn.execute(
+        cur = await conn.execute(
             "INSERT INTO login_throttle AS t (key, failures, window_started_at)"
             " VALUES (%(key)s, 1, now())"
             " ON CONFLICT (key) DO UPDATE SET"
             "   failures = CASE WHEN t.window_started_at < now() - %(window)s"
             "                   THEN 1 ELSE t.failures + 1 END,"
             "   window_started_at = CASE WHEN t.window_started_at < now() - %(window)s"
-            "                   THEN now() ELSE t.window_started_at END",
+            "                   THEN now() ELSE t.window_started_at END"
+            " RETURNING failures",
             {"key": key, "window": limits.window},
         )
-        await conn.execute(
-            "UPDATE login_throttle SET blocked_until = now() + %s"
-            " WHERE key = %s AND failures >= %s",
-            (limits.lockout, key, limit),
-        )
+        row = await cur.fetchone()
+        if row is not None and int(row[0]) > limit:  # type: ignore[call-overload]
+            await conn.execute(
+                "UPDATE login_throttle SET blocked_until = now() + %s WHERE key = %s",
+                (limits.lockout, key),
+            )
+            wait = max(wait, math.ceil(limits.lockout.total_seconds()))
+    return wait
 
 
 async def record_success(conn: Conn, found: dict[str, str]) -> None:
+    """Clear the account; give the address back the attempt that succeeded."""
     await conn.execute("DELETE FROM login_throttle WHERE key = %s", (found["account"],))
+    if "address" in found:
+        await conn.execute(
+            "UPDATE login_throttle SET failures = greatest(failures - 1, 0)"
+            " WHERE key = %s",
+            (found["address"],),
+        )

@@ -106,13 +106,12 @@ async def login(body: LoginBody, request: Request, response: Response) -> LoginR
     counted = throttle.keys(email or body.email.strip().lower(), address)
     async with g.transaction() as conn:
         wait = await throttle.blocked_for(conn, counted)
-        if wait:
-            raise too_many_attempts(wait)
-        user = await find_user(conn, email)
+        wait = wait or await throttle.attempt(conn, counted, g.limits)
+        user = None if wait else await find_user(conn, email)
+    if wait:
+        raise too_many_attempts(wait)
     stored = str(user[1]) if user else None
     if not await asyncio.to_thread(verify_password, stored, body.password) or not user:
-        async with g.transaction() as conn:
-            await throttle.record_failure(conn, counted, g.limits)
         raise RequestError(401, "Invalid email or password", "bad_credentials")
     user_id = uuid.UUID(str(user[0]))
     audit(request)["user_id"] = str(user_id)
@@ -158,7 +157,7 @@ async def find_user(conn: Conn, email: str) -> tuple[Any, ...] | None:
     "/api/auth/password",
     status_code=HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=errors(400, 401, 403, 413, 503),
+    responses=errors(400, 401, 403, 413, 429, 503),
     tags=["auth"],
 )
 async def change_password(body: PasswordChange, request: Request) -> Response:
@@ -166,15 +165,24 @@ async def change_password(body: PasswordChange, request: Request) -> Response:
     problem = password_problem(body.new_password)
     if problem:
         raise RequestError(400, f"newPassword: {problem}", "weak_password")
-    new_hash = await asyncio.to_thread(hash_password, body.new_password)
+    # Guesses of the current password count like failed logins of the account.
     async with g.session(request) as auth:
         cur = await auth.conn.execute(
-            "SELECT password_hash FROM users WHERE id = %s", (auth.session.user_id,)
+            "SELECT email, password_hash FROM users WHERE id = %s",
+            (auth.session.user_id,),
         )
         row = await cur.fetchone()
-        stored = str(row[0]) if row else None
-        if not await asyncio.to_thread(verify_password, stored, body.current_password):
-            raise RequestError(403, "Current password is wrong", "bad_current_password")
+        counted = throttle.keys(str(row[0]) if row else "", None)
+        wait = await throttle.blocked_for(auth.conn, counted)
+        wait = wait or await throttle.attempt(auth.conn, counted, g.limits)
+    if wait:
+        raise too_many_attempts(wait)
+    stored = str(row[1]) if row else None
+    if not await asyncio.to_thread(verify_password, stored, body.current_password):
+        raise RequestError(403, "Current password is wrong", "bad_current_password")
+    new_hash = await asyncio.to_thread(hash_password, body.new_password)
+    async with g.session(request) as auth:
+        await throttle.record_success(auth.conn, counted)
         await auth.conn.execute(
             "UPDATE users SET password_hash = %s, password_changed_at = now()"
             " WHERE id = %s",
