@@ -51,6 +51,15 @@ def run(argv: list[str]) -> int:
     return subprocess.call(argv, cwd=ROOT)
 
 
+def become(argv: list[str]) -> int:
+    """Replace this process, so signals (Ctrl-C, SIGTERM) reach the command itself."""
+    os.chdir(ROOT)
+    if os.name == "nt":
+        return run(argv)
+    os.execv(argv[0], argv)  # noqa: S606 - our own venv's program
+    return 0  # not reached
+
+
 def main() -> int:
     task, args = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("", [])
     if task not in ("serve", "test", "check"):
@@ -58,9 +67,9 @@ def main() -> int:
         return 2
     ensure_environment()
     if task == "serve":
-        return run([str(BIN / "orgsafe"), "serve", "--demo", *args])
+        return become([str(BIN / "orgsafe"), "serve", "--demo", *args])
     if task == "test":
-        return run([str(BIN / "python"), "-m", "pytest", *args])
+        return become([str(BIN / "python"), "-m", "pytest", *args])
     lint = run([str(BIN / "ruff"), "check", "src", "tests", "bench", "dev.py"])
     return lint or run([str(BIN / "mypy")])
 

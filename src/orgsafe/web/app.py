@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -131,12 +132,26 @@ def install_error_handlers(app: FastAPI) -> None:
         log.warning(
             "database_unavailable", path=request.url.path, sqlstate=exc.sqlstate
         )
+        heal(request.app.state.guard.pool)
         return error(503, "Database unavailable", RETRY_SOON)
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> JSONResponse:
         log.error("request_failed", path=request.url.path, error=type(exc).__name__)
         return error(500, "Internal error")
+
+
+_healing: set[asyncio.Task[None]] = set()
+
+
+def heal(pool: AsyncConnectionPool[Any]) -> None:
+    """Test every idle connection now, so that after a database restart the broken
+    ones go at once rather than one failed request at a time."""
+    if _healing:
+        return
+    task = asyncio.get_running_loop().create_task(pool.check())
+    _healing.add(task)
+    task.add_done_callback(_healing.discard)
 
 
 def describe_validation(exc: RequestValidationError) -> str:

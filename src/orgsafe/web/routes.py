@@ -224,7 +224,13 @@ async def logout(request: Request) -> Response:
     if not ended:
         raise RequestError(401, NOT_AUTHENTICATED, "unknown_session")
     response = Response(status_code=HTTP_204_NO_CONTENT)
-    response.delete_cookie(g.settings.cookie_name, path="/")
+    response.delete_cookie(
+        g.settings.cookie_name,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=g.settings.is_production,
+    )
     return response
 
 
