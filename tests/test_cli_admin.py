@@ -176,3 +176,17 @@ def test_a_bad_database_url_flag_is_one_line_without_the_password(target):
     assert (
         done.stderr.strip() == "error: --database-url is not a valid connection string"
     )
+
+
+def test_serve_names_a_port_in_use_before_starting_anything(target):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = orgsafe(target, "serve", "--port", str(port))
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"error: --port {port} on 127.0.0.1: Address already in use"
+    )

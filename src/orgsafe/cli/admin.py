@@ -78,6 +78,7 @@ def serve(
     from orgsafe.tenancy.demo import seed_demo
     from orgsafe.web.app import create_app
 
+    check_listen(host, port)
     settings = Settings()
     target = migrated_target(settings)
     refuse_unsafe_database(settings, target)
@@ -95,6 +96,23 @@ def serve(
         timeout_graceful_shutdown=30,
     )
     GracefulServer(config).run()
+
+
+def check_listen(host: str, port: int) -> None:
+    """Refuse an address that cannot be listened on before starting anything."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise UsageError(f"--host {host!r}: not an address of this machine") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise UsageError(f"--port {port} on {host}: {exc.strerror}") from None
 
 
 def doctor(
