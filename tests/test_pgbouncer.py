@@ -144,6 +144,10 @@ def start_service(
         ORGSAFE_APP_PASSWORD=APP_PASSWORD,
         ORGSAFE_POOLER="transaction",
         ORGSAFE_POOL_MAX_SIZE="6",
+        # Each org's clients log in at once as one user: attempts in flight
+        # count against the login throttle, which is not what this test is about.
+        ORGSAFE_LOGIN_ACCOUNT_FAILURES="100",
+        ORGSAFE_LOGIN_ADDRESS_FAILURES="1000",
     )
     log = folder / f"service{n}.log"
     with log.open("wb") as out:
