@@ -13,6 +13,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from orgsafe.tenancy.sessions import Conn
 
@@ -40,9 +41,9 @@ async def blocked_for(conn: Conn, found: dict[str, str]) -> int:
         " WHERE key = ANY(%s) AND blocked_until > now()",
         (list(found.values()),),
     )
-    row = await cur.fetchone()
+    row: tuple[Any, ...] | None = await cur.fetchone()
     seconds = row[0] if row else None
-    return math.ceil(float(seconds)) if seconds is not None else 0  # type: ignore[arg-type]
+    return math.ceil(float(seconds)) if seconds is not None else 0
 
 
 async def attempt(conn: Conn, found: dict[str, str], limits: Limits) -> int:
@@ -67,8 +68,8 @@ async def attempt(conn: Conn, found: dict[str, str], limits: Limits) -> int:
             " RETURNING failures",
             {"key": key, "window": limits.window},
         )
-        row = await cur.fetchone()
-        if row is not None and int(row[0]) > limit:  # type: ignore[call-overload]
+        row: tuple[Any, ...] | None = await cur.fetchone()
+        if row is not None and int(row[0]) > limit:
             await conn.execute(
                 "UPDATE login_throttle SET blocked_until = now() + %s WHERE key = %s",
                 (limits.lockout, key),
