@@ -33,6 +33,8 @@ def orgsafe(target, *args: str, stdin: str = "", env: dict[str, str] | None = No
 def test_org_create_prints_the_new_id(target):
     done = orgsafe(target, "org", "create", "Initech")
     assert done.returncode == 0, done.stderr
+    # Output for people only: no log lines unless something went wrong.
+    assert done.stderr == ""
     org_id = uuid.UUID(done.stdout.strip())
     with connect(target.admin_url) as conn:
         assert conn.execute(

@@ -20,9 +20,9 @@ def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
     return structlog.PrintLogger(file=sys.stderr)
 
 
-def configure(level: int = logging.INFO) -> None:
+def configure(level: int = logging.INFO, *, force: bool = False) -> None:
     global _configured
-    if _configured:
+    if _configured and not force:
         return
     structlog.configure(
         processors=[

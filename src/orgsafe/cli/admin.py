@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sys
 import uuid
 from collections.abc import Iterator
@@ -26,6 +27,13 @@ class RefusedError(OrgsafeError):
 db_app = typer.Typer(help="Schema migrations.", no_args_is_help=True)
 org_app = typer.Typer(help="Manage orgs.", no_args_is_help=True)
 user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
+
+
+def quiet() -> None:
+    """Admin commands print for people; their logs only say what went wrong."""
+    from orgsafe import logs
+
+    logs.configure(logging.WARNING, force=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -121,6 +129,7 @@ def doctor(
     ] = False,
 ) -> None:
     """Check roles, row security and org foreign keys; exit 1 on any failure."""
+    quiet()
     from orgsafe.storage.doctor import examine
 
     failures = examine(resolve_target(Settings()))
@@ -163,6 +172,7 @@ def refuse_unsafe_database(settings: Settings, target: DatabaseTarget) -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply every pending schema migration."""
+    quiet()
     settings = Settings()
     revision = upgrade(
         resolve_target(settings), settings.app_password, settings.statement_timeout_ms
@@ -173,6 +183,7 @@ def db_upgrade() -> None:
 @org_app.command("create")
 def org_create(name: Annotated[str, typer.Argument(help="The org's name.")]) -> None:
     """Create an org and print its id."""
+    quiet()
     target = migrated_target(Settings())
     print(accounts.create_org(target, name))
 
@@ -189,6 +200,7 @@ def user_create(
     role: Annotated[str, typer.Option(help="Role in each org.")] = "member",
 ) -> None:
     """Create a user; the password is read from standard input."""
+    quiet()
     if role not in ("owner", "admin", "member"):
         raise UsageError(f"--role {role!r}: expected owner, admin or member")
     org_ids = [_org_option(value) for value in org]
