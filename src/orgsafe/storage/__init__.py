@@ -21,6 +21,7 @@ else:
 
         return run(*args, **kwargs)
 
+
 __all__ = [
     "DatabaseTarget",
     "connect",
