@@ -65,6 +65,21 @@ def key_json(target: Target, alias: str) -> sql.Composable:
     return sql.SQL("jsonb_build_object({})").format(sql.SQL(", ").join(parts))
 
 
+def origin(run_id: object, target: Target) -> dict[str, sql.Composable]:
+    """The literals a quarantine row names its value's source with.
+
+    Keys: run, ref, schema, table, col_name, type; spread them into `format`.
+    """
+    return {
+        "run": sql.Literal(str(run_id)),
+        "ref": sql.Literal(target.name),
+        "schema": sql.Literal(target.child.schema),
+        "table": sql.Literal(target.child.name),
+        "col_name": sql.Literal(target.column.name),
+        "type": sql.Literal(target.column.type_name),
+    }
+
+
 def after_key(target: Target, alias: str) -> sql.Composable:
     """`(keys) > (placeholders)`: the keyset condition for the next batch."""
     holders = [

@@ -173,7 +173,7 @@ def batch_statement(ctx: Context, target: Target, action: OrphanAction) -> sql.C
         "child_table, child_column, row_key, original_value, original_type, action, "
         "new_value, row_data, reason) SELECT {run}, 'repair', {ref}, "
         "{schema}, {table}, "
-        "{colname}, {key_json}, ch.old_value::text, {type}, {action}, {new_text}, "
+        "{col_name}, {key_json}, ch.old_value::text, {type}, {action}, {new_text}, "
         "ch.row_data, ch.reason FROM changed ch ON CONFLICT DO NOTHING RETURNING 1) "
         "SELECT (SELECT count(*) FROM changed), (SELECT count(*) FROM saved)"
     ).format(
@@ -185,13 +185,8 @@ def batch_statement(ctx: Context, target: Target, action: OrphanAction) -> sql.C
         offends=offenders.offender(target),
         change=change(target, action),
         quarantine=sql.SQL(QUARANTINE),
-        run=sql.Literal(str(ctx.run_id)),
-        ref=sql.Literal(target.name),
-        schema=sql.Literal(target.child.schema),
-        table=sql.Literal(target.child.name),
-        colname=sql.Literal(target.column.name),
+        **offenders.origin(ctx.run_id, target),
         key_json=offenders.key_json(target, "ch"),
-        type=sql.Literal(target.column.type_name),
         action=sql.Literal(action.kind.value),
         new_text=sql.Literal(action.value),
     )

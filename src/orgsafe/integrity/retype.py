@@ -166,7 +166,7 @@ def _quarantine_insert(
     return sql.SQL(
         "INSERT INTO {q} (run_id, step, reference, child_schema, child_table, "
         "child_column, row_key, original_value, original_type, action, reason) "
-        "SELECT {run}, 'retype', {ref}, {schema}, {table}, {col}, {key}, "
+        "SELECT {run}, 'retype', {ref}, {schema}, {table}, {col_name}, {key}, "
         "d.old_value, {type}, 'null', {reason} FROM {source} d WHERE {bad} "
         # A resumed retype must not file the same value twice under a new run.
         "AND NOT EXISTS (SELECT 1 FROM {q} o WHERE o.step = 'retype' "
@@ -175,13 +175,8 @@ def _quarantine_insert(
         "ON CONFLICT DO NOTHING"
     ).format(
         q=sql.SQL(QUARANTINE),
-        run=sql.Literal(str(ctx.run_id)),
-        ref=sql.Literal(target.name),
-        schema=sql.Literal(target.child.schema),
-        table=sql.Literal(target.child.name),
-        col=sql.Literal(target.column.name),
+        **offenders.origin(ctx.run_id, target),
         key=offenders.key_json(target, "d"),
-        type=sql.Literal(target.column.type_name),
         reason=reason,
         source=sql.SQL(source),
         bad=bad,
@@ -253,8 +248,8 @@ def _trigger_function(ctx: Context, target: Target) -> sql.Composed:
         "  IF {bad} THEN\n"
         "    INSERT INTO {q} (run_id, step, reference, child_schema, child_table, "
         "child_column, row_key, original_value, original_type, action, reason) "
-        "VALUES ({run}, 'retype', {ref}, {schema}, {table}, {col}, {key}, {value}, "
-        "{type}, 'null', {reason}) ON CONFLICT DO NOTHING;\n"
+        "VALUES ({run}, 'retype', {ref}, {schema}, {table}, {col_name}, {key}, "
+        "{value}, {type}, 'null', {reason}) ON CONFLICT DO NOTHING;\n"
         "  END IF;\n"
         "  RETURN new;\n"
         "END\n$body$"
@@ -264,14 +259,9 @@ def _trigger_function(ctx: Context, target: Target) -> sql.Composed:
         conv=conv.converted(value),
         bad=conv.unconvertible(value),
         q=sql.SQL(QUARANTINE),
-        run=sql.Literal(str(ctx.run_id)),
-        ref=sql.Literal(target.name),
-        schema=sql.Literal(target.child.schema),
-        table=sql.Literal(target.child.name),
-        col=sql.Literal(target.column.name),
+        **offenders.origin(ctx.run_id, target),
         key=offenders.key_json(target, "new"),
         value=value,
-        type=sql.Literal(target.column.type_name),
         reason=conv.reason(value),
     )
 
