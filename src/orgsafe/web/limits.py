@@ -40,7 +40,12 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length")
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length")
+        if declared is None and "transfer-encoding" not in headers:
+            # HTTP/1.1: neither header means no body; nothing to read or count.
+            await self.app(scope, receive, send)
+            return
         if declared is not None and _too_long(declared, self.max_bytes):
             await refuse(scope, send, 413, "Request body too large", "body_too_large")
             return
