@@ -11,7 +11,8 @@ process) through bench/load.lua:
     ceiling   GET /healthz, which touches no database: the most this stack serves
     read      half pages of customers, half single customers, orgs interleaved
     create    POST one customer
-    half      the guarded read mix paced to half of its measured peak
+    half      the guarded read mix paced to half of its measured peak, with
+              random (exponential) pauses, as independent clients would send it
 
 With 2 or more cores the server side (service or bare app, and PostgreSQL) is
 pinned to --server-cpus and wrk to --load-cpus, so the generator never takes the

@@ -2,9 +2,14 @@
 --
 -- Arguments after `--`: a file of requests, one per line as
 --   METHOD <tab> PATH <tab> COOKIE <tab> BODY
--- (empty fields allowed), and a pause in milliseconds before each request (0 for
--- an unpaced run). Each thread cycles through the requests from its own offset,
--- so every connection mixes orgs. The summary is printed as one JSON line.
+-- (empty fields allowed), and the mean pause in milliseconds before each request
+-- (0 for an unpaced run). Each thread cycles through the requests from its own
+-- offset, so every connection mixes orgs. The summary is printed as one JSON line.
+--
+-- Paced pauses are drawn from an exponential distribution, so requests arrive as
+-- independent clients' would. A fixed pause would keep every connection in step:
+-- all of them would fire at once, again and again, and the latency measured would
+-- be that of a burst of the whole connection count, not of the mean rate.
 
 local threads = 0
 
@@ -46,6 +51,7 @@ function init(args)
   end
   pause = tonumber(args[2] or "0")
   index = offset % count
+  math.randomseed(offset)
 end
 
 function request()
@@ -54,7 +60,10 @@ function request()
 end
 
 function delay()
-  return pause
+  if pause == 0 then
+    return 0
+  end
+  return math.floor(-math.log(1 - math.random()) * pause + 0.5)
 end
 
 function done(summary, latency, _)

@@ -1,7 +1,7 @@
 """Prometheus metrics: requests, guard denials, connection pool, latency.
 
 `Metrics` owns a registry of its own, so that several apps in one process (the
-tests make one per environment) never clash. `MetricsMiddleware` counts every
+tests make one per environment) never clash. `web.edge.Edge` records every
 HTTP request once it has been answered; `Metrics.endpoint` serves `GET /metrics`
 in the Prometheus text format.
 
@@ -12,7 +12,6 @@ Labels are bounded on purpose: a request is labelled with its route template
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -27,7 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 UNMATCHED = "unmatched"
 # Requests here take milliseconds; the tail up to the pool timeout still counts.
@@ -98,32 +97,6 @@ def denial_reason(scope: Scope, status: int) -> str:
     if isinstance(reason, str) and reason:
         return reason
     return "not_found" if status == 404 else "refused"
-
-
-class MetricsMiddleware:
-    """Counts and times each HTTP request, after its response has been sent."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def watched(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, watched)
-        finally:
-            self.metrics.record(scope, status, time.perf_counter() - start)
 
 
 # psycopg_pool's get_stats() keys, with our names: gauges are measured at each
