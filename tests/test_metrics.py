@@ -160,3 +160,20 @@ def test_latency_histogram_and_pool_usage(
     assert value(after, "orgsafe_db_pool_connections", **pool) >= 1
     requested = "orgsafe_db_pool_requests_total"
     assert value(after, requested, **pool) > value(before, requested, **pool)
+
+
+def test_a_method_of_the_clients_own_invention_makes_no_series_of_its_own(
+    api: Callable[[str], Api],
+) -> None:
+    client = api("production")
+    invented = "X" + uuid.uuid4().hex[:8].upper()
+    before = scrape(client)
+
+    response = client.call(invented, "/api/customers")
+
+    assert response.status_code == 405
+    after = scrape(client)
+    assert invented not in client.call("GET", "/metrics").text
+    assert requests(after, "/api/customers", 405, method="other") == (
+        requests(before, "/api/customers", 405, method="other") + 1
+    )

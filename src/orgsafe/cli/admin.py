@@ -102,6 +102,9 @@ def serve(
         access_log=False,
         proxy_headers=False,
         timeout_graceful_shutdown=30,
+        # The standard loop, even where uvloop is installed: with it, guarded
+        # requests cost about 10% more cpu here (bench/http_guard.py, docs/scaling.md).
+        loop="asyncio",
     )
     GracefulServer(config).run()
 

@@ -7,7 +7,8 @@ in the Prometheus text format.
 
 Labels are bounded on purpose: a request is labelled with its route template
 (`/api/customers/{id}`), never its path, and one that matched no route with
-`unmatched`; a denial with the guard's reason word, never an id or a header.
+`unmatched`; a method outside HTTP's own with `other`; a denial with the
+guard's reason word, never an id or a header.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 UNMATCHED = "unmatched"
+KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+)
 # Requests here take milliseconds; the tail up to the pool timeout still counts.
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -67,13 +71,25 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
     def watch_pool(self, pool: StatsPool) -> None:
         self.registry.register(PoolCollector(pool))
 
     def record(self, scope: Scope, status: int, seconds: float) -> None:
-        method, route = scope["method"], route_template(scope)
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        key = (method_label(scope["method"]), route_template(scope), status)
+        series = self.series.get(key)
+        if series is None:
+            # Looked up once per label set: labels() takes a lock and checks
+            # its arguments on every call, and this runs on every request.
+            method, route, _ = key
+            series = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+            self.series[key] = series
+        series[0].inc()
+        series[1].observe(seconds)
         if 400 <= status < 500:
             self.denials.labels(str(status), denial_reason(scope, status)).inc()
 
@@ -82,6 +98,11 @@ class Metrics:
 
     async def endpoint(self, request: Request) -> Response:
         return self.render()
+
+
+def method_label(method: str) -> str:
+    # The method comes from the client: an unknown one must not make a series.
+    return method if method in KNOWN_METHODS else "other"
 
 
 def route_template(scope: Scope) -> str:
