@@ -443,12 +443,15 @@ def measure_round(
     return results
 
 
+Rounds = list[dict[str, Result]]
+
+
 def measure(
     args: argparse.Namespace, servers: dict[str, Server], files: dict[str, Path]
-) -> dict[str, Result]:
+) -> tuple[dict[str, Result], Rounds]:
     for side, lines in (("guarded", "g_read"), ("bare", "b_read")):
         run_wrk(args, servers[side], files[lines], min(2.0, args.seconds))  # warm up
-    rounds = []
+    rounds: Rounds = []
     for n in range(args.rounds):
         print(f"round {n + 1} of {args.rounds}", flush=True)
         rounds.append(measure_round(args, servers, files))
@@ -459,15 +462,23 @@ def measure(
     half = run_wrk(args, servers["guarded"], files["g_read"], args.seconds, pause)
     report("half_read", half)
     results["half_read"] = half
-    return results
+    return results, rounds
 
 
-def median(rounds: list[dict[str, Result]], name: str) -> Result:
+def median(rounds: Rounds, name: str) -> Result:
     ranked = sorted((r[name] for r in rounds), key=lambda result: result.rps)
     return ranked[len(ranked) // 2]
 
 
-def summarise(args: argparse.Namespace, results: dict[str, Result]) -> dict[str, Any]:
+def paired_ratios(rounds: Rounds, kind: str) -> list[float]:
+    """Guarded over bare within each round: the two runs came one after the other,
+    so a change in the machine's other load between rounds moves both alike."""
+    return [round(r[kind].rps / r[f"bare_{kind}"].rps, 3) for r in rounds]
+
+
+def summarise(
+    args: argparse.Namespace, results: dict[str, Result], rounds: Rounds
+) -> dict[str, Any]:
     read, bare_read = results["read"], results["bare_read"]
     create, bare_create = results["create"], results["bare_create"]
     return {
@@ -477,6 +488,8 @@ def summarise(args: argparse.Namespace, results: dict[str, Result]) -> dict[str,
         "create_rps": round(create.rps),
         "bare_create_rps": round(bare_create.rps),
         "create_ratio": round(create.rps / bare_create.rps, 3),
+        "read_ratio_rounds": paired_ratios(rounds, "read"),
+        "create_ratio_rounds": paired_ratios(rounds, "create"),
         "p99_ms_half_load": round(results["half_read"].p99_ms, 2),
         # Bare over guarded cpu per request: the throughput ratio that a core
         # free of other work would show.
@@ -543,7 +556,7 @@ def main() -> None:
     print(f"machine: {describe_machine(args)}", flush=True)
     print(f"other load on the machine before the run: {background_load():.0%}")
     servers, files = prepare(args, Processes())
-    summary = summarise(args, measure(args, servers, files))
+    summary = summarise(args, *measure(args, servers, files))
     print_ratios(summary)
     print(json.dumps(summary))
 
@@ -554,7 +567,9 @@ def print_ratios(summary: dict[str, Any]) -> None:
         f"create ratio {summary['create_ratio']:.3f} (target 0.70)   "
         f"p99 at half load {summary['p99_ms_half_load']:.2f} ms (target 25)\n"
         f"cpu per request, bare/guarded: read {summary['read_cpu_ratio']:.3f}"
-        f"   create {summary['create_cpu_ratio']:.3f}",
+        f"   create {summary['create_cpu_ratio']:.3f}\n"
+        f"ratio in each round: read {summary['read_ratio_rounds']}"
+        f"   create {summary['create_ratio_rounds']}",
         flush=True,
     )
 
