@@ -267,3 +267,53 @@ def test_guessing_the_current_password_is_throttled_like_a_login(world, target):
     assert right.status_code == 429
     assert int(right.headers["retry-after"]) >= 1
     world.sql("DELETE FROM login_throttle")
+
+
+def test_a_body_cut_short_by_the_client_never_reaches_a_route(world, api):
+    client = api("production")
+    whole = b'{"name": "Cut short"}'
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "https",
+        "path": "/api/customers",
+        "raw_path": b"/api/customers",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"content-type", b"application/json"),
+            # More than arrives: the client hangs up after a valid-looking prefix.
+            (b"content-length", str(len(whole) + 50).encode()),
+            (b"cookie", f"orgsafe_session={world.cookies['alice']}".encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 443),
+    }
+    arriving = [
+        {"type": "http.request", "body": whole, "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent = []
+
+    async def receive():
+        return arriving.pop(0) if arriving else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    async def request():
+        await client.client.app(scope, receive, send)
+
+    with capture_logs() as logs:
+        client.client.portal.call(request)
+
+    assert sent == []
+    assert not [line for line in logs if line["event"] == "request_denied"]
+    assert world.sql("SELECT count(*) FROM customers WHERE name = 'Cut short'") == [
+        (0,)
+    ]
+    metrics = client.call("GET", "/metrics").text
+    assert 'method="POST",route="unmatched",status="499"' in metrics

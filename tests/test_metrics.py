@@ -177,3 +177,12 @@ def test_a_method_of_the_clients_own_invention_makes_no_series_of_its_own(
     assert requests(after, "/api/customers", 405, method="other") == (
         requests(before, "/api/customers", 405, method="other") + 1
     )
+
+
+def test_scrapes_are_counted_under_their_own_route(api: Callable[[str], Api]) -> None:
+    client = api("production")
+    before = scrape(client)
+
+    after = scrape(client)
+
+    assert requests(after, "/metrics", 200) == requests(before, "/metrics", 200) + 1

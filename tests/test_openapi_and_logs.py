@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
+from fastapi.testclient import TestClient
 from structlog.testing import capture_logs
 
+from orgsafe.config import Settings
+from orgsafe.web import create_app
 from tests.plugins.service import PASSWORD
 
 ROUTES = {
@@ -116,3 +119,24 @@ def test_responses_carry_a_request_id_that_matches_the_log(world, api):
         )
     assert response.status_code == 404
     assert logs[-1]["request_id"] == response.headers["x-request-id"]
+
+
+def test_an_unexpected_failure_still_answers_with_its_request_id(target):
+    app = create_app(Settings(database_url=target.owner_url), target)
+
+    async def broken() -> None:
+        raise RuntimeError("a bug, not the client's doing")
+
+    app.add_api_route("/broken", broken)
+    with (
+        TestClient(app, raise_server_exceptions=False) as client,
+        capture_logs() as logs,
+    ):
+        response = client.get("/broken")
+    assert response.status_code == 500
+    assert response.json() == {"error": "Internal error"}
+    failures = [line for line in logs if line["event"] == "request_failed"]
+    assert len(failures) == 1
+    assert failures[0]["request_id"] == response.headers["x-request-id"]
+    assert len(response.headers["x-request-id"]) == 32
+    assert not [line for line in logs if line["event"] == "request_denied"]

@@ -3,6 +3,8 @@
 In order: a request id, tagged on the response; the body limit (413); the
 cross-site check (403); then the app. Once the response has been sent, the
 request is counted and timed for `/metrics`, and a 4xx writes the denial log.
+A client that hangs up before the end of its body is counted as 499 and its
+request never reaches a route.
 
 One layer rather than four on purpose: each ASGI layer costs a coroutine and a
 wrapped `send` on every request, and this path is every request.
@@ -17,11 +19,19 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orgsafe.logs import get_logger
-from orgsafe.web.limits import cross_site, read_limited, refuse, too_long
+from orgsafe.web.limits import (
+    ClientGone,
+    cross_site,
+    read_limited,
+    refuse,
+    too_long,
+)
 from orgsafe.web.metrics import Metrics
 
 log = get_logger("orgsafe.web")
 TOO_LARGE = "Request body too large"
+# nginx's code for a request whose client hung up before it could be answered.
+CLIENT_CLOSED = 499
 
 
 class Edge:
@@ -56,9 +66,12 @@ class Edge:
 
         try:
             await self.admit(scope, receive, tagged)
+        except ClientGone:
+            # Nobody to answer; counted under the status proxies use for it.
+            status = CLIENT_CLOSED
         finally:
             self.metrics.record(scope, status, time.perf_counter() - start)
-            if 400 <= status < 500:
+            if 400 <= status < 500 and status != CLIENT_CLOSED:
                 write_denial(scope, status, request_id)
 
     async def admit(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -28,6 +28,10 @@ async def refuse(
     await send({"type": "http.response.body", "body": body})
 
 
+class ClientGone(Exception):
+    """The client closed the connection before the end of its request body."""
+
+
 def too_long(declared: str, limit: int) -> bool:
     """A declared Content-Length over the limit, or one that is not a number."""
     try:
@@ -38,13 +42,14 @@ def too_long(declared: str, limit: int) -> bool:
 
 async def read_limited(receive: Receive, limit: int) -> bytes | None:
     """The whole body, read before any route or parser sees it; None past the limit,
-    whether or not its length was declared."""
+    whether or not its length was declared. ClientGone if the client hangs up
+    first: a cut-off body must never reach a route as if it were whole."""
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            return b"".join(chunks)
+            raise ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
