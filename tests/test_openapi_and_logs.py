@@ -58,6 +58,15 @@ def test_health_and_readiness(api):
     assert client.call("GET", "/readyz").json() == {"status": "ready"}
 
 
+def test_health_and_readiness_answer_head_probes(api):
+    client = api("production")
+    for path in ("/healthz", "/readyz"):
+        response = client.call("HEAD", path)
+        assert response.status_code == 200, path
+        assert response.content == b""
+        assert response.headers["x-request-id"]
+
+
 def test_unknown_route_and_method_answer_json_errors(api):
     client = api("production")
     missing = client.call("GET", "/nope")

@@ -383,3 +383,9 @@ async def readyz(request: Request) -> Status:
     async with guard(request).transaction() as conn:
         await conn.execute("SELECT 1")
     return Status(status="ready")
+
+
+# Load balancers and uptime checks often probe with HEAD: the same answer, no body
+# (uvicorn drops it). Kept out of the schema, which documents the GETs.
+router.add_api_route("/healthz", healthz, methods=["HEAD"], include_in_schema=False)
+router.add_api_route("/readyz", readyz, methods=["HEAD"], include_in_schema=False)
