@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -35,13 +34,6 @@ def create_app(settings: Settings, target: DatabaseTarget) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await pool.open(wait=True, timeout=settings.pool_timeout_seconds * 2)
-        # What start-up made lives as long as the process: leave it out of the
-        # collector's full passes, which otherwise stall requests as it grows.
-        gc.collect()
-        gc.freeze()
-        # A request makes a few thousand short-lived objects; at the default of
-        # 700 the youngest generation was collected several times per request.
-        gc.set_threshold(20_000, 10, 10)
         log.info("service_started", environment=settings.env.value, version=__version__)
         try:
             yield
