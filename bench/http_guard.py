@@ -105,10 +105,12 @@ def children(pid: int) -> list[int]:
 
 
 class Processes:
-    """Subprocesses stopped at exit, whatever happens in between."""
+    """Subprocesses stopped at exit, whatever happens in between; then the
+    database they used, then its folder, in that order."""
 
     def __init__(self) -> None:
         self.running: list[subprocess.Popen[bytes]] = []
+        self.data_dir: Path | None = None
         atexit.register(self.stop_all)
 
     def start(self, argv: list[str], env: dict[str, str], log: Path) -> int:
@@ -126,6 +128,30 @@ class Processes:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        if self.data_dir is not None:
+            stop_database(self.data_dir)
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def stop_database(data_dir: Path) -> None:
+    """Stop the embedded server if its last holder left it running.
+
+    Normally the service, the last process attached, stops it on exit; one that
+    was killed cannot, and removing the folder under a live server would leave
+    it running with no way to reach it.
+    """
+    try:
+        pid = postmaster_pid(data_dir)
+        os.kill(pid, signal.SIGINT)  # fast shutdown
+    except (OSError, ValueError, IndexError):
+        return
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
 
 
 def wait_ready(port: int, log: Path, timeout: float = 60) -> None:
@@ -520,18 +546,18 @@ def request_files(folder: Path, orgs: list[Org], page: int) -> dict[str, Path]:
     }
 
 
-def make_data_dir() -> Path:
+def make_data_dir(procs: Processes) -> Path:
     folder = Path(tempfile.mkdtemp(prefix="orgsafe-bench-"))
     # As root the embedded server runs as another user, who must enter the folder.
     folder.chmod(0o755)
-    # Registered first, so it runs last: after the database has stopped.
-    atexit.register(shutil.rmtree, folder, True)
+    # Removed at exit, once the servers and the database have stopped.
+    procs.data_dir = folder
     return folder
 
 
 def prepare(args: argparse.Namespace, procs: Processes) -> tuple[Any, ...]:
     """The database, both apps and the request files, ready to be driven."""
-    data_dir = make_data_dir()
+    data_dir = make_data_dir(procs)
     target = start_database(data_dir)
     pin_tree(postmaster_pid(data_dir), args.server_cpus)
     guarded, bare = start_apps(args, data_dir, target, procs)
