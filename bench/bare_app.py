@@ -1,9 +1,12 @@
 """The customers endpoints with no guard: the yardstick for the guarded service.
 
-Same framework, same uvicorn and process settings, same pool size, same SQL
-text (it reuses `CustomerStore`) and the same response bodies; but no session,
-no membership check, no org setting and no row-level security: the org comes
-from the path and the pool connects as a role that bypasses row security.
+Same framework, same edge layer (request ids, body limit, cross-site check,
+metrics), same uvicorn and process settings, same pool size, same SQL text (it
+reuses `CustomerStore`) and the same response bodies; but no session, no
+membership check, no org setting and no row-level security: the org comes from
+the path and the pool connects as a role that bypasses row security. What
+separates the two apps is the tenancy guard and nothing else, so `/healthz`,
+which the guard does not touch, serves alike on both.
 
     BARE_DATABASE_URL=... python bench/bare_app.py --port 8101
 """
@@ -19,11 +22,14 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.responses import Response
 from psycopg_pool import AsyncConnectionPool
 
 from orgsafe.cli.admin import settle_collector
 from orgsafe.config import Settings
 from orgsafe.tenancy.customers import CustomerStore
+from orgsafe.web.edge import Edge
+from orgsafe.web.metrics import Metrics
 from orgsafe.web.schemas import CustomerIn, CustomerOut, CustomerPage, Status
 
 
@@ -48,6 +54,18 @@ def make_app(url: str, settings: Settings) -> FastAPI:
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.pool = pool
     add_routes(app)
+    # The service's edge layer and metrics, as orgsafe.web.app.create_app adds them.
+    metrics = Metrics()
+    metrics.watch_pool(pool)
+    app.add_api_route(
+        "/metrics", metrics.endpoint, include_in_schema=False, response_class=Response
+    )
+    app.add_middleware(
+        Edge,
+        metrics=metrics,
+        max_body_bytes=settings.max_body_bytes,
+        allowed_origins=settings.origins,
+    )
     return app
 
 
