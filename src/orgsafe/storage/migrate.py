@@ -1,8 +1,9 @@
 """Schema migrations with Alembic, run as the owner role.
 
 The app role is made (if missing) before the migrations, since grants in them name
-it. Migrations run under an advisory lock so that several `serve` processes starting
-at once apply each revision exactly once.
+it. Both run under one advisory lock, so that several `serve` processes starting
+at once make the role once and apply each revision exactly once: PostgreSQL
+refuses two concurrent changes of one role ("tuple concurrently updated").
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from orgsafe.logs import get_logger
 from orgsafe.storage.database import DatabaseTarget, connect, translate
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# An arbitrary constant: the advisory lock that serialises role set-up and
+# migrations (migrations/env.py takes it too).
+MIGRATION_LOCK = 7_303_011
 log = get_logger("orgsafe.storage")
 
 
@@ -65,7 +69,9 @@ def current_revision(target: DatabaseTarget) -> str:
 def ensure_app_role(
     target: DatabaseTarget, password: str | None, statement_timeout_ms: int = 5000
 ) -> None:
-    with connect(target.admin_url, autocommit=True) as conn:
+    with connect(target.admin_url) as conn:
+        # One transaction under the lock: the copy that waited sees the role made.
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         exists = conn.execute(
             "SELECT 1 FROM pg_roles WHERE rolname = %s", (target.app_role,)
         ).fetchone()
@@ -91,6 +97,7 @@ def ensure_app_role(
                         sql.Identifier(target.app_role), sql.Literal(password)
                     )
                 )
+            conn.commit()
         except psycopg.errors.InsufficientPrivilege as exc:
             raise DatabaseError(
                 f"cannot create or alter role {target.app_role}: the role of "
@@ -98,3 +105,5 @@ def ensure_app_role(
                 f"(CREATE ROLE {target.app_role} LOGIN) or grant CREATEROLE",
                 exc.sqlstate,
             ) from exc
+        except psycopg.Error as exc:
+            translate(exc, f"cannot set up role {target.app_role}")

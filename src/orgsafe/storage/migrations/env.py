@@ -3,8 +3,7 @@
 from alembic import context
 from sqlalchemy import text
 
-# An arbitrary constant: the advisory lock that serialises migrations.
-MIGRATION_LOCK = 7_303_011
+from orgsafe.storage.migrate import MIGRATION_LOCK
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, transaction_per_migration=False)
