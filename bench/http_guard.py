@@ -162,7 +162,9 @@ def wait_ready(port: int, log: Path, timeout: float = 60) -> None:
                 return
         except OSError:
             time.sleep(0.2)
-    sys.exit(f"error: no answer on port {port} in {timeout} s; see {log}")
+    # The log lives in the data folder, which is removed at exit: show its end.
+    tail = "".join(log.read_text(errors="replace").splitlines(True)[-20:])
+    sys.exit(f"error: no answer on port {port} in {timeout} s; {log.name}:\n{tail}")
 
 
 # --- data ---------------------------------------------------------------------

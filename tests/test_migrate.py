@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from psycopg import sql
 
 from orgsafe.storage import connect
@@ -83,3 +84,46 @@ def test_copies_starting_at_once_all_come_up(scratch_url):
                 name = sql.Identifier(role)
                 holder.execute(sql.SQL("DROP OWNED BY {}").format(name))
                 holder.execute(sql.SQL("DROP ROLE {}").format(name))
+
+
+def upgrade_once(url: str, role: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORGSAFE_")}
+    env |= {"DATABASE_URL": url, "ORGSAFE_APP_ROLE": role}
+    return subprocess.run(
+        [sys.executable, "-m", "orgsafe", "db", "upgrade"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("step", ["role", "migrations"])
+def test_a_copy_that_gives_up_waiting_says_so_in_one_line(scratch_url, step):
+    # A DATABASE_URL role with a lock_timeout gives up on a lock another copy
+    # holds: one line and exit 3, at either place the upgrade waits.
+    role = f"orgsafe_app_{secrets.token_hex(3)}"
+    impatient = f"{scratch_url} options='-c lock_timeout=300'"
+    try:
+        if step == "migrations":
+            # The role is in place, so only the migrations wait.
+            assert upgrade_once(scratch_url, role).returncode == 0
+        with connect(scratch_url, autocommit=True) as holder:
+            holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+            if step == "migrations":
+                # Only the migrations' own lock: let the role step through.
+                holder.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+                holder.execute("BEGIN")
+                holder.execute("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE")
+            done = upgrade_once(impatient, role)
+            holder.execute("ROLLBACK" if step == "migrations" else "SELECT 1")
+        assert done.returncode == 3, done.stderr
+        assert done.stderr.count("\n") == 1, done.stderr
+        assert done.stderr.startswith("error: ")
+        assert "lock timeout" in done.stderr
+    finally:
+        with connect(scratch_url, autocommit=True) as conn:
+            if role_exists(conn, role):
+                name = sql.Identifier(role)
+                conn.execute(sql.SQL("DROP OWNED BY {}").format(name))
+                conn.execute(sql.SQL("DROP ROLE {}").format(name))

@@ -137,7 +137,7 @@ def start_service(
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORGSAFE_")}
     env.update(
-        # Migrations take a session-level advisory lock: they go direct.
+        # Schema and role set-up, as an operator would run them: direct.
         DATABASE_URL=target.owner_url,
         ORGSAFE_APP_DATABASE_URL=bouncer.url(target.app_role, APP_PASSWORD),
         ORGSAFE_APP_ROLE=target.app_role,

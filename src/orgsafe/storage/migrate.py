@@ -9,12 +9,13 @@ refuses two concurrent changes of one role ("tuple concurrently updated").
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from alembic import command
 from alembic.config import Config
 from psycopg import sql
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, exc, pool
 
 from orgsafe.errors import DatabaseError
 from orgsafe.logs import get_logger
@@ -51,8 +52,14 @@ def upgrade(
         with engine.begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
-    except psycopg.Error as exc:
-        translate(exc, "schema migration failed")
+    except psycopg.Error as error:
+        translate(error, "schema migration failed")
+    except exc.DBAPIError as error:
+        # SQLAlchemy wraps what psycopg raised on its connection (waiting for
+        # the lock past a lock_timeout, a dropped connection).
+        if isinstance(error.orig, psycopg.Error):
+            translate(error.orig, "schema migration failed")
+        raise
     finally:
         engine.dispose()
     revision = current_revision(target)
@@ -69,28 +76,32 @@ def current_revision(target: DatabaseTarget) -> str:
 def ensure_app_role(
     target: DatabaseTarget, password: str | None, statement_timeout_ms: int = 5000
 ) -> None:
+    # Roles belong to the whole server but advisory locks to one database: copies
+    # serving different databases under one role name are not lined up here.
     with connect(target.admin_url) as conn:
-        # One transaction under the lock: the copy that waited sees the role made.
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-        exists = conn.execute(
-            "SELECT 1 FROM pg_roles WHERE rolname = %s", (target.app_role,)
-        ).fetchone()
         try:
+            # One transaction under the lock: a copy that waited sees the role made.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            exists = conn.execute(
+                "SELECT 1 FROM pg_roles WHERE rolname = %s", (target.app_role,)
+            ).fetchone()
             if not exists:
                 conn.execute(
                     sql.SQL("CREATE ROLE {} LOGIN NOBYPASSRLS").format(
                         sql.Identifier(target.app_role)
                     )
                 )
-            conn.execute(
-                sql.SQL(
-                    "ALTER ROLE {} IN DATABASE {} SET statement_timeout = {}"
-                ).format(
-                    sql.Identifier(target.app_role),
-                    sql.Identifier(str(conn.info.dbname)),
-                    sql.Literal(f"{int(statement_timeout_ms)}ms"),
+            timeout = f"{int(statement_timeout_ms)}ms"
+            if not has_timeout(conn, target.app_role, timeout):
+                conn.execute(
+                    sql.SQL(
+                        "ALTER ROLE {} IN DATABASE {} SET statement_timeout = {}"
+                    ).format(
+                        sql.Identifier(target.app_role),
+                        sql.Identifier(str(conn.info.dbname)),
+                        sql.Literal(timeout),
+                    )
                 )
-            )
             if password:
                 conn.execute(
                     sql.SQL("ALTER ROLE {} PASSWORD {}").format(
@@ -98,12 +109,27 @@ def ensure_app_role(
                     )
                 )
             conn.commit()
-        except psycopg.errors.InsufficientPrivilege as exc:
+        except psycopg.errors.InsufficientPrivilege as error:
+            role = sql.Identifier(target.app_role).as_string()
             raise DatabaseError(
                 f"cannot create or alter role {target.app_role}: the role of "
-                "DATABASE_URL lacks CREATEROLE; create it by hand "
-                f"(CREATE ROLE {target.app_role} LOGIN) or grant CREATEROLE",
-                exc.sqlstate,
-            ) from exc
-        except psycopg.Error as exc:
-            translate(exc, f"cannot set up role {target.app_role}")
+                "DATABASE_URL lacks CREATEROLE; grant it, or as a role that has "
+                f"it run CREATE ROLE {role} LOGIN and ALTER ROLE {role} IN "
+                f"DATABASE {sql.Identifier(str(conn.info.dbname)).as_string()}"
+                f" SET statement_timeout = '{int(statement_timeout_ms)}ms'",
+                error.sqlstate,
+            ) from error
+        except psycopg.Error as error:
+            translate(error, f"cannot set up role {target.app_role}")
+
+
+def has_timeout(conn: psycopg.Connection[Any], role: str, timeout: str) -> bool:
+    """Whether the role already has this statement_timeout in this database."""
+    row = conn.execute(
+        "SELECT s.setconfig FROM pg_db_role_setting s"
+        " JOIN pg_roles r ON r.oid = s.setrole"
+        " JOIN pg_database d ON d.oid = s.setdatabase"
+        " WHERE r.rolname = %s AND d.datname = current_database()",
+        (role,),
+    ).fetchone()
+    return row is not None and f"statement_timeout={timeout}" in (row[0] or [])
