@@ -12,6 +12,7 @@ import pytest
 from psycopg import sql
 
 from orgsafe.storage import connect
+from orgsafe.storage.database import with_user
 from orgsafe.storage.migrate import MIGRATION_LOCK
 
 COPIES = 6
@@ -127,3 +128,57 @@ def test_a_copy_that_gives_up_waiting_says_so_in_one_line(scratch_url, step):
                 name = sql.Identifier(role)
                 conn.execute(sql.SQL("DROP OWNED BY {}").format(name))
                 conn.execute(sql.SQL("DROP ROLE {}").format(name))
+
+
+def test_a_role_made_by_hand_is_enough_without_createrole(scratch_url):
+    # The refusal's advice, followed: an owner without CREATEROLE upgrades once
+    # the app role and its timeout are in place.
+    owner = f"orgsafe_owner_{secrets.token_hex(3)}"
+    role = f"orgsafe_app_{secrets.token_hex(3)}"
+    password = "pw-" + secrets.token_hex(8)
+    owner_url = with_user(scratch_url, owner, password)
+    with connect(scratch_url, autocommit=True) as admin:
+        dbname = admin.info.dbname
+        admin.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(owner), sql.Literal(password)
+            )
+        )
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                sql.Identifier(dbname), sql.Identifier(owner)
+            )
+        )
+        admin.execute(
+            sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(owner))
+        )
+    try:
+        refused = upgrade_once(owner_url, role)
+        assert refused.returncode == 3
+        assert refused.stderr.count("\n") == 1
+        assert "lacks CREATEROLE" in refused.stderr
+        with connect(scratch_url, autocommit=True) as admin:
+            for statement in quoted_advice(refused.stderr):
+                admin.execute(statement)
+        done = upgrade_once(owner_url, role)
+        assert done.returncode == 0, done.stderr
+    finally:
+        with connect(scratch_url, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(
+                    sql.Identifier(dbname)
+                )
+            )
+            for name in (role, owner):
+                if role_exists(admin, name):
+                    admin.execute(
+                        sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name))
+                    )
+                    admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def quoted_advice(message: str) -> list[str]:
+    """The two statements the refusal tells an operator to run."""
+    create = message[message.index("CREATE ROLE") : message.index(" and ALTER ROLE")]
+    alter = message[message.index("ALTER ROLE") :].strip()
+    return [create, alter]
