@@ -161,6 +161,7 @@ def test_unreachable_database_is_one_line_and_exit_3(target, tmp_path):
         ),
         ({"ORGSAFE_POOL_MAX_SIZE": "abc"}, "ORGSAFE_POOL_MAX_SIZE"),
         ({"ORGSAFE_MAX_BODY_BYTES": "-5"}, "ORGSAFE_MAX_BODY_BYTES"),
+        ({"ORGSAFE_METRICS_TOKEN": "S3cretPW"}, "ORGSAFE_METRICS_TOKEN"),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_it_without_its_value(target, env, names):

@@ -315,5 +315,5 @@ def test_a_body_cut_short_by_the_client_never_reaches_a_route(world, api):
     assert world.sql("SELECT count(*) FROM customers WHERE name = 'Cut short'") == [
         (0,)
     ]
-    metrics = client.call("GET", "/metrics").text
+    metrics = client.metrics().text
     assert 'method="POST",route="unmatched",status="499"' in metrics

@@ -12,13 +12,14 @@ from collections.abc import Callable
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.plugins.service import Api, World
+from orgsafe.storage import DatabaseTarget
+from tests.plugins.service import Api, World, custom_api
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def scrape(client: Api) -> Samples:
-    response = client.call("GET", "/metrics")
+    response = client.metrics()
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     samples: Samples = {}
@@ -66,7 +67,7 @@ def test_requests_are_counted_by_route_template_never_by_path(
         requests(before, "/api/customers/{id}", 200) + 2
     )
     assert requests(after, "unmatched", 404) == requests(before, "unmatched", 404) + 1
-    text = client.call("GET", "/metrics").text
+    text = client.metrics().text
     assert str(world.ca1) not in text
     assert "/no/such/route" not in text
 
@@ -173,7 +174,7 @@ def test_a_method_of_the_clients_own_invention_makes_no_series_of_its_own(
 
     assert response.status_code == 405
     after = scrape(client)
-    assert invented not in client.call("GET", "/metrics").text
+    assert invented not in client.metrics().text
     assert requests(after, "/api/customers", 405, method="other") == (
         requests(before, "/api/customers", 405, method="other") + 1
     )
@@ -186,3 +187,43 @@ def test_scrapes_are_counted_under_their_own_route(api: Callable[[str], Api]) ->
     after = scrape(client)
 
     assert requests(after, "/metrics", 200) == requests(before, "/metrics", 200) + 1
+
+
+TOKEN = "scrape-" + "x" * 20
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer wrong-token-of-some-length", f"bearer {TOKEN}", TOKEN, "Bearer "],
+)
+def test_without_the_bearer_token_metrics_are_refused(
+    target: DatabaseTarget, authorization: str | None
+) -> None:
+    with custom_api(target, metrics_token=TOKEN) as client:
+        headers = [("Authorization", authorization)] if authorization else []
+        refused = client.call("GET", "/metrics", headers=headers)
+        right = [("Authorization", f"Bearer {TOKEN}")]
+        served = client.call("GET", "/metrics", headers=right)
+    assert refused.status_code == 401
+    assert refused.json() == {"error": "metrics need the bearer token"}
+    assert refused.headers["www-authenticate"] == "Bearer"
+    assert served.status_code == 200
+    # The refusal itself is counted, under its reason.
+    assert 'reason="metrics_token",status="401"' in served.text
+
+
+def test_in_production_metrics_without_a_token_are_off(target: DatabaseTarget) -> None:
+    with custom_api(target) as client:
+        refused = client.call("GET", "/metrics")
+    assert refused.status_code == 403
+    assert refused.json() == {"error": "metrics are off: set ORGSAFE_METRICS_TOKEN"}
+
+
+@pytest.mark.parametrize("env", ["development", "test"])
+def test_outside_production_metrics_need_no_token(
+    target: DatabaseTarget, env: str
+) -> None:
+    with custom_api(target, env=env) as client:
+        served = client.call("GET", "/metrics")
+    assert served.status_code == 200
+    assert "orgsafe_http_requests_total" in served.text

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     # state-changing requests (e.g. "https://app.example.com").
     allowed_origins: str = ""
 
+    # Bearer token for GET /metrics. Unset, /metrics answers only outside
+    # production: request counts and denial reasons are not for every client.
+    metrics_token: str | None = Field(default=None, min_length=16, max_length=512)
+
     pool_min_size: int = Field(default=2, ge=1, le=100)
     pool_max_size: int = Field(default=10, ge=1, le=500)
     pool_timeout_seconds: float = Field(default=5.0, gt=0, le=120)

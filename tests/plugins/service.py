@@ -27,6 +27,9 @@ PASSWORD = "correct horse battery staple"
 COOKIE = "orgsafe_session"
 
 
+METRICS_TOKEN = "metrics-" + secrets.token_hex(12)
+
+
 class Api:
     """A client that sends one user's cookie, or none, per call."""
 
@@ -44,6 +47,11 @@ class Api:
         # Cookies travel only as each call says, never from a shared jar.
         self.client.cookies.clear()
         return self.client.request(method, path, headers=pairs, **kwargs)
+
+    def metrics(self) -> Any:
+        """GET /metrics with the shared apps' bearer token."""
+        token = ("Authorization", f"Bearer {METRICS_TOKEN}")
+        return self.call("GET", "/metrics", headers=[token])
 
     def login(self, email: str, password: str = PASSWORD) -> str:
         response = self.call(
@@ -79,7 +87,9 @@ def api(target: DatabaseTarget) -> Iterator[Callable[[str], Api]]:
 
     def get(env: str = "production") -> Api:
         if env not in made:
-            settings = Settings(env=env, database_url=target.owner_url)
+            settings = Settings(
+                env=env, database_url=target.owner_url, metrics_token=METRICS_TOKEN
+            )
             client = TestClient(
                 create_app(settings, target),
                 base_url="https://testserver",

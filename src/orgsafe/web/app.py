@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import hmac
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -59,7 +60,10 @@ def create_app(settings: Settings, target: DatabaseTarget) -> FastAPI:
     metrics.watch_pool(pool)
     # Plain text for Prometheus, outside the JSON API and its schema.
     app.add_api_route(
-        "/metrics", metrics.endpoint, include_in_schema=False, response_class=Response
+        "/metrics",
+        guarded_metrics(metrics, settings),
+        include_in_schema=False,
+        response_class=Response,
     )
     install_error_handlers(app)
     app.add_middleware(
@@ -86,6 +90,31 @@ def openapi_without_422(app: FastAPI) -> dict[str, Any]:
         schemas.pop(name, None)
     app.openapi_schema = spec
     return spec
+
+
+def guarded_metrics(
+    metrics: Metrics, settings: Settings
+) -> Callable[[Request], Awaitable[Response]]:
+    """GET /metrics behind its bearer token; without one, outside production only."""
+    token = settings.metrics_token
+    wanted = f"Bearer {token}".encode() if token else None
+
+    async def endpoint(request: Request) -> Response:
+        if wanted is None and settings.is_production:
+            raise RequestError(
+                403, "metrics are off: set ORGSAFE_METRICS_TOKEN", "metrics_off"
+            )
+        given = request.headers.get("authorization", "").encode("latin-1")
+        if wanted is not None and not hmac.compare_digest(given, wanted):
+            raise RequestError(
+                401,
+                "metrics need the bearer token",
+                "metrics_token",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        return metrics.render()
+
+    return endpoint
 
 
 def make_pool(settings: Settings, target: DatabaseTarget) -> AsyncConnectionPool[Any]:
