@@ -30,6 +30,7 @@ from psycopg_pool import AsyncConnectionPool
 from orgsafe.cli.admin import settle_collector
 from orgsafe.config import Settings
 from orgsafe.tenancy.customers import CustomerStore
+from orgsafe.web.app import guarded_metrics
 from orgsafe.web.edge import Edge
 from orgsafe.web.metrics import Metrics
 from orgsafe.web.schemas import CustomerIn, CustomerOut, CustomerPage, Status
@@ -60,7 +61,10 @@ def make_app(url: str, settings: Settings) -> FastAPI:
     metrics = Metrics()
     metrics.watch_pool(pool)
     app.add_api_route(
-        "/metrics", metrics.endpoint, include_in_schema=False, response_class=Response
+        "/metrics",
+        guarded_metrics(metrics, settings),
+        include_in_schema=False,
+        response_class=Response,
     )
     app.add_middleware(
         Edge,

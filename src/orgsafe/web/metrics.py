@@ -2,7 +2,7 @@
 
 `Metrics` owns a registry of its own, so that several apps in one process (the
 tests make one per environment) never clash. `web.edge.Edge` records every
-HTTP request once it has been answered; `Metrics.endpoint` serves `GET /metrics`
+HTTP request once it has been answered; `Metrics.render` is the body of `GET /metrics`
 in the Prometheus text format.
 
 Labels are bounded on purpose: a request is labelled with its route template
@@ -25,7 +25,6 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
 
@@ -95,9 +94,6 @@ class Metrics:
 
     def render(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
-
-    async def endpoint(self, request: Request) -> Response:
-        return self.render()
 
 
 def method_label(method: str) -> str:
