@@ -87,9 +87,9 @@ def test_copies_starting_at_once_all_come_up(scratch_url):
                 holder.execute(sql.SQL("DROP ROLE {}").format(name))
 
 
-def upgrade_once(url: str, role: str) -> subprocess.CompletedProcess[str]:
+def upgrade_once(url: str, role: str, **more: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORGSAFE_")}
-    env |= {"DATABASE_URL": url, "ORGSAFE_APP_ROLE": role}
+    env |= {"DATABASE_URL": url, "ORGSAFE_APP_ROLE": role} | more
     return subprocess.run(
         [sys.executable, "-m", "orgsafe", "db", "upgrade"],
         env=env,
@@ -162,6 +162,14 @@ def test_a_role_made_by_hand_is_enough_without_createrole(scratch_url):
                 admin.execute(statement)
         done = upgrade_once(owner_url, role)
         assert done.returncode == 0, done.stderr
+        # A password to set is another matter: that needs CREATEROLE, and the
+        # refusal says so, without the password.
+        secret = "app-pw-" + secrets.token_hex(8)
+        again = upgrade_once(owner_url, role, ORGSAFE_APP_PASSWORD=secret)
+        assert again.returncode == 3
+        assert again.stderr.count("\n") == 1
+        assert "with ORGSAFE_APP_PASSWORD set" in again.stderr
+        assert secret not in again.stderr
     finally:
         with connect(scratch_url, autocommit=True) as admin:
             admin.execute(

@@ -1,9 +1,10 @@
 """Schema migrations with Alembic, run as the owner role.
 
 The app role is made (if missing) before the migrations, since grants in them name
-it. Both run under one advisory lock, so that several `serve` processes starting
-at once make the role once and apply each revision exactly once: PostgreSQL
-refuses two concurrent changes of one role ("tuple concurrently updated").
+it. Each of the two runs in one transaction holding the same advisory lock, so
+that several `serve` processes starting at once make the role once and apply each
+revision exactly once: PostgreSQL refuses two concurrent changes of one role
+("tuple concurrently updated").
 """
 
 from __future__ import annotations
@@ -79,6 +80,14 @@ def ensure_app_role(
     # Roles belong to the whole server but advisory locks to one database: copies
     # serving different databases under one role name are not lined up here.
     with connect(target.admin_url) as conn:
+        timeout = f"{int(statement_timeout_ms)}ms"
+        set_timeout = sql.SQL(
+            "ALTER ROLE {} IN DATABASE {} SET statement_timeout = {}"
+        ).format(
+            sql.Identifier(target.app_role),
+            sql.Identifier(str(conn.info.dbname)),
+            sql.Literal(timeout),
+        )
         try:
             # One transaction under the lock: a copy that waited sees the role made.
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
@@ -91,17 +100,8 @@ def ensure_app_role(
                         sql.Identifier(target.app_role)
                     )
                 )
-            timeout = f"{int(statement_timeout_ms)}ms"
             if not has_timeout(conn, target.app_role, timeout):
-                conn.execute(
-                    sql.SQL(
-                        "ALTER ROLE {} IN DATABASE {} SET statement_timeout = {}"
-                    ).format(
-                        sql.Identifier(target.app_role),
-                        sql.Identifier(str(conn.info.dbname)),
-                        sql.Literal(timeout),
-                    )
-                )
+                conn.execute(set_timeout)
             if password:
                 conn.execute(
                     sql.SQL("ALTER ROLE {} PASSWORD {}").format(
@@ -110,13 +110,18 @@ def ensure_app_role(
                 )
             conn.commit()
         except psycopg.errors.InsufficientPrivilege as error:
-            role = sql.Identifier(target.app_role).as_string()
+            role = sql.Identifier(target.app_role).as_string(conn)
+            by_hand = (
+                # Setting the password needs CREATEROLE whatever was done by hand.
+                "grant it: with ORGSAFE_APP_PASSWORD set, every upgrade sets the "
+                "role's password"
+                if password
+                else "grant it, or as a role that has it run "
+                f"CREATE ROLE {role} LOGIN and {set_timeout.as_string(conn)}"
+            )
             raise DatabaseError(
                 f"cannot create or alter role {target.app_role}: the role of "
-                "DATABASE_URL lacks CREATEROLE; grant it, or as a role that has "
-                f"it run CREATE ROLE {role} LOGIN and ALTER ROLE {role} IN "
-                f"DATABASE {sql.Identifier(str(conn.info.dbname)).as_string()}"
-                f" SET statement_timeout = '{int(statement_timeout_ms)}ms'",
+                f"DATABASE_URL lacks CREATEROLE; {by_hand}",
                 error.sqlstate,
             ) from error
         except psycopg.Error as error:
