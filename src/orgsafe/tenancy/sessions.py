@@ -87,6 +87,33 @@ async def lookup(
     )
 
 
+@dataclass(frozen=True)
+class Settled:
+    """A live session whose org the user still belongs to, set for the transaction."""
+
+    user_id: uuid.UUID
+    org_id: uuid.UUID
+
+
+async def settle(conn: Conn, token: str, idle: timedelta) -> Settled | None:
+    """The lean lookup of a customer route: `guard_settle` (migration 0004).
+
+    For a live session whose org the user still belongs to, it sets
+    app.session_hash, app.user_id and app.org_id and returns the user and the
+    org. Anything else (no such session, an expired one, no org, or an org the
+    user has left) gives None, and settles nothing the caller relies on:
+    `lookup` then decides.
+    """
+    cur = await conn.execute(
+        "SELECT * FROM guard_settle(%s, %s, %s)",
+        (token_hash(token), idle, TOUCH_EVERY),
+    )
+    row: tuple[Any, ...] | None = await cur.fetchone()
+    if row is None or row[1] is None:
+        return None
+    return Settled(row[0], row[1])
+
+
 async def load_identity(conn: Conn, user_id: uuid.UUID) -> Identity:
     await set_local(conn, "app.user_id", user_id)
     cur = await conn.execute(

@@ -74,33 +74,89 @@ class Guard:
     async def session(
         self, request: Request, preset_org: bool = False
     ) -> AsyncIterator[Authenticated]:
-        token = request.cookies.get(self.settings.cookie_name)
-        facts = audit(request)
-        facts["header_org_id"] = header_report(self.header_values(request))
-        if not token or len(token) > 128:
-            raise RequestError(401, NOT_AUTHENTICATED, "no_session")
+        token = self.token(request)
         async with self.transaction() as conn:
             # An expired session is deleted on sight; that delete must commit.
-            found = await sessions.lookup(conn, token, self.idle, preset_org)
-            if found is not None:
-                facts["user_id"] = str(found.session.user_id)
-                facts["session_org_id"] = _text(found.session.org_id)
-                yield Authenticated(
-                    conn, token, found.session, found.identity, found.preset_org_id
-                )
-        if found is None:
+            auth = await self.authenticate(request, conn, token, preset_org)
+            if auth is not None:
+                yield auth
+        if auth is None:
             raise RequestError(401, NOT_AUTHENTICATED, "unknown_session")
 
     @asynccontextmanager
     async def tenant(self, request: Request) -> AsyncIterator[Tenant]:
-        async with self.session(request, preset_org=True) as auth:
-            choice = self.choose(request, auth)
-            org = choice.effective_org_id
-            if org is None:
-                raise RequestError(401, NOT_AUTHENTICATED, "no_org")
-            if auth.preset_org_id != str(org):
-                await sessions.set_local(auth.conn, "app.org_id", org)
-            yield Tenant(auth.conn, auth.session.user_id, org, choice)
+        token = self.token(request)
+        async with self.transaction() as conn:
+            found = await self.settle(request, conn, token)
+            if found is not None:
+                yield found
+        if found is None:
+            raise RequestError(401, NOT_AUTHENTICATED, "unknown_session")
+
+    def token(self, request: Request) -> str:
+        facts = audit(request)
+        facts["header_org_id"] = header_report(self.header_values(request))
+        token = request.cookies.get(self.settings.cookie_name)
+        if not token or len(token) > 128:
+            raise RequestError(401, NOT_AUTHENTICATED, "no_session")
+        return token
+
+    async def authenticate(
+        self, request: Request, conn: Conn, token: str, preset_org: bool
+    ) -> Authenticated | None:
+        found = await sessions.lookup(conn, token, self.idle, preset_org)
+        if found is None:
+            return None
+        facts = audit(request)
+        facts["user_id"] = str(found.session.user_id)
+        facts["session_org_id"] = _text(found.session.org_id)
+        return Authenticated(
+            conn, token, found.session, found.identity, found.preset_org_id
+        )
+
+    async def settle(self, request: Request, conn: Conn, token: str) -> Tenant | None:
+        """The user and the effective org, set for the transaction; None if no session.
+
+        Most requests come with a live session whose org the user still holds,
+        and `sessions.settle` answers those with two index reads. The rest (no
+        org on the session, an org the user has left, an expired or unknown
+        session) go the full way. So does every request that carries the org
+        header outside production: the header must be checked against every
+        membership even when the session's org wins, and only the full lookup
+        reads them.
+        """
+        headers = self.header_values(request)
+        if self.settings.is_production or not headers:
+            settled = await sessions.settle(conn, token, self.idle)
+            if settled is not None:
+                return self.settled(request, conn, settled, headers)
+        auth = await self.authenticate(request, conn, token, preset_org=True)
+        if auth is None:
+            return None
+        choice = self.choose(request, auth)
+        org = choice.effective_org_id
+        if org is None:
+            raise RequestError(401, NOT_AUTHENTICATED, "no_org")
+        if auth.preset_org_id != str(org):
+            await sessions.set_local(conn, "app.org_id", org)
+        return Tenant(conn, auth.session.user_id, org, choice)
+
+    @staticmethod
+    def settled(
+        request: Request, conn: Conn, settled: sessions.Settled, headers: list[str]
+    ) -> Tenant:
+        # What choose_org gives when the session's org is held: the header, if
+        # any, is reported and ignored (production never reads it; elsewhere
+        # there was none).
+        facts = audit(request)
+        org = str(settled.org_id)
+        facts["user_id"] = str(settled.user_id)
+        facts["session_org_id"] = org
+        facts["effective_org_id"] = org
+        choice = OrgChoice(
+            settled.org_id, "session", facts["header_org_id"], bool(headers)
+        )
+        return Tenant(conn, settled.user_id, settled.org_id, choice)
 
     def choose(self, request: Request, auth: Authenticated) -> OrgChoice:
         choice = choose_org(
