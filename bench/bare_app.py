@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -35,8 +35,12 @@ from orgsafe.web.edge import Edge
 from orgsafe.web.metrics import Metrics
 from orgsafe.web.schemas import CustomerIn, CustomerOut, CustomerPage, Status
 
+# Something to run in each request's transaction before the store's statement;
+# only bench/guard_steps.py gives one, to price a step of the guard on its own.
+Step = Callable[[Any, uuid.UUID], Awaitable[None]]
 
-def make_app(url: str, settings: Settings) -> FastAPI:
+
+def make_app(url: str, settings: Settings, step: Step | None = None) -> FastAPI:
     # Sized and configured as orgsafe.web.app.make_pool does for the service.
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
         url,
@@ -56,6 +60,7 @@ def make_app(url: str, settings: Settings) -> FastAPI:
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.pool = pool
+    app.state.step = step
     add_routes(app)
     # The service's edge layer and metrics, as orgsafe.web.app.create_app adds them.
     metrics = Metrics()
@@ -78,7 +83,10 @@ def make_app(url: str, settings: Settings) -> FastAPI:
 @asynccontextmanager
 async def store(request: Request, org: uuid.UUID) -> AsyncIterator[CustomerStore]:
     pool: AsyncConnectionPool[Any] = request.app.state.pool
+    step: Step | None = request.app.state.step
     async with pool.connection() as conn, conn.transaction():
+        if step is not None:
+            await step(conn, org)
         yield CustomerStore(conn, org)
 
 
@@ -119,14 +127,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    app = make_app(os.environ["BARE_DATABASE_URL"], Settings())
+    serve(make_app(os.environ["BARE_DATABASE_URL"], Settings()), args.port)
+
+
+def serve(app: FastAPI, port: int) -> None:
     # What `orgsafe serve` gives uvicorn and the process: the same event loop and
     # the same collector settings. Without the latter this yardstick served about
     # 14% fewer reads, and the guarded/bare ratios looked that much better.
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
-        port=args.port,
+        port=port,
         log_level="warning",
         access_log=False,
         proxy_headers=False,

@@ -66,7 +66,7 @@ def main() -> None:
     args = bench.parse_args()
     bench.setup_import_path(args.src)
     procs = bench.Processes()
-    servers, files = bench.prepare(args, procs)
+    servers, files, _ = bench.prepare(args, procs)
     servers = {
         "A": servers["guarded"],
         "B": start_b(args, own.b, servers["guarded"], procs),

@@ -31,7 +31,7 @@ RUNS = (
 def main() -> None:
     args = bench.parse_args()
     bench.setup_import_path(args.src)
-    servers, files = bench.prepare(args, bench.Processes())
+    servers, files, _ = bench.prepare(args, bench.Processes())
     for side, lines in (("guarded", "g_read"), ("bare", "b_read")):
         bench.run_wrk(args, servers[side], files[lines], 2)  # warm up
     cpu: dict[str, list[float]] = {name: [] for name, _, _ in RUNS}

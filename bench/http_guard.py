@@ -545,7 +545,13 @@ def request_files(folder: Path, orgs: list[Org], page: int) -> dict[str, Path]:
         "b_read": write_lines(folder, "b_read", read_lines(orgs, False, page)),
         "g_create": write_lines(folder, "g_create", create_lines(orgs, True)),
         "b_create": write_lines(folder, "b_create", create_lines(orgs, False)),
+        # Each org's session cookie, for bench/guard_steps.py.
+        "sessions": write_lines(folder, "sessions", session_lines(orgs)),
     }
+
+
+def session_lines(orgs: list[Org]) -> list[str]:
+    return [f"{org.id}\t{org.cookie.split('=', 1)[1]}" for org in orgs]
 
 
 def make_data_dir(procs: Processes) -> Path:
@@ -558,7 +564,10 @@ def make_data_dir(procs: Processes) -> Path:
 
 
 def prepare(args: argparse.Namespace, procs: Processes) -> tuple[Any, ...]:
-    """The database, both apps and the request files, ready to be driven."""
+    """The database, both apps and the request files, ready to be driven.
+
+    Returns the two servers, the request files and the database target.
+    """
     data_dir = make_data_dir(procs)
     target = start_database(data_dir)
     pin_tree(postmaster_pid(data_dir), args.server_cpus)
@@ -567,7 +576,7 @@ def prepare(args: argparse.Namespace, procs: Processes) -> tuple[Any, ...]:
     # Backends started since the first pinning inherit it; this catches the rest.
     pin_tree(postmaster_pid(data_dir), args.server_cpus)
     files = request_files(data_dir, orgs, args.page_size)
-    return {"guarded": guarded, "bare": bare}, files
+    return {"guarded": guarded, "bare": bare}, files, target
 
 
 def exit_on_signal(signum: int, _frame: object) -> None:
@@ -583,7 +592,7 @@ def main() -> None:
     setup_import_path(args.src)
     print(f"machine: {describe_machine(args)}", flush=True)
     print(f"other load on the machine before the run: {background_load():.0%}")
-    servers, files = prepare(args, Processes())
+    servers, files, _ = prepare(args, Processes())
     summary = summarise(args, *measure(args, servers, files))
     print_ratios(summary)
     print(json.dumps(summary))
