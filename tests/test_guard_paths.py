@@ -58,7 +58,7 @@ def test_an_unknown_token_is_refused_and_logged_as_such(world, api):
     assert denial["user_id"] is None
 
 
-def test_an_org_left_while_another_is_held_moves_the_session_to_the_default(world, api):
+def test_an_org_left_while_another_is_held_serves_the_default_org(world, api):
     client = api("production")
     world.sql(
         "INSERT INTO memberships (user_id, org_id) VALUES (%s, %s)",
