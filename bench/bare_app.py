@@ -4,7 +4,9 @@ Same framework, same edge layer (request ids, body limit, cross-site check,
 metrics), same uvicorn and process settings, same pool size, same SQL text (it
 reuses `CustomerStore`) and the same response bodies; but no session, no
 membership check, no org setting and no row-level security: the org comes from
-the path and the pool connects as a role that bypasses row security. On the
+the path and the pool connects as a role that bypasses row security.
+(bench/guard_steps.py also serves it as the app role, with one step of the guard
+added in each request's transaction, to price that step.) On the
 requests the benchmark sends, what separates the two apps is the tenancy guard
 and nothing else, so `/healthz`, which the guard does not touch, serves alike on
 both. (The service's error handlers and graceful shutdown are not copied: no

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import sys
 from pathlib import Path
@@ -62,6 +63,7 @@ def start_b(
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, bench.exit_on_signal)
     own = own_args()
     args = bench.parse_args()
     bench.setup_import_path(args.src)

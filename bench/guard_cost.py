@@ -1,6 +1,6 @@
 """Cpu per request, guarded against bare: for comparing two versions of the guard.
 
-    python bench/guard_cost.py [--seconds 5] [--rounds 4] [--src DIR]
+    python bench/guard_cost.py [--seconds S] [--rounds N] [--src DIR]
 
 Same set-up as bench/http_guard.py, but only the read and create mixes, in
 alternating rounds, and reports the medians of the cpu time that the app and
@@ -11,6 +11,7 @@ patches with; http_guard.py gives the figures the targets are about.
 
 from __future__ import annotations
 
+import signal
 import statistics
 import sys
 from pathlib import Path
@@ -29,6 +30,7 @@ RUNS = (
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, bench.exit_on_signal)
     args = bench.parse_args()
     bench.setup_import_path(args.src)
     servers, files, _ = bench.prepare(args, bench.Processes())

@@ -1,6 +1,9 @@
 """The guard's cost taken apart: the bare app with one step of the guard at a time.
 
-    python bench/guard_steps.py [--turns 8] [--seconds 4] [--mix read|create]
+    python bench/guard_steps.py [--turns N] [--seconds S] [--mix read|create]
+
+(8 turns of 10 s and the read mix unless told; the other flags of
+bench/http_guard.py apply too, but --rounds does not: turns take its place.)
 
 Starts what bench/http_guard.py starts (the service, the bare app, the embedded
 PostgreSQL and its data), then three more copies of the bare app. These connect
@@ -15,15 +18,19 @@ The org still comes from the path and the session from a file, so what a step
 adds is its statement and nothing of the service's Python. Each turn drives the
 five versions in a rotated order, so that other load on the machine hits them
 alike; the medians over the turns are printed, with the processor time per
-request of the app and of PostgreSQL. docs/scaling.md reports a run of it.
+request of the app and of PostgreSQL. The ratio is the median of each turn's
+ratio to the bare run of that turn, and each cpu column is a median of its own,
+so the parts need not add up to the total. docs/scaling.md reports a run.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import sys
+import urllib.request
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -46,6 +53,10 @@ def own_args() -> argparse.Namespace:
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--sessions", type=Path, help=argparse.SUPPRESS)
     known, rest = parser.parse_known_args()
+    if known.turns < 1:
+        sys.exit("error: --turns: must be at least 1")
+    if any(arg.startswith("--rounds") for arg in rest):
+        sys.exit("error: --rounds: not used here; give --turns instead")
     # The rest (--seconds, --connections, --pool-size...) are http_guard's own.
     sys.argv = [sys.argv[0], *rest]
     return known
@@ -110,7 +121,19 @@ def start_step(
     log = data_dir / f"step-{name}.log"
     pid = procs.start(bench.pinned(args.server_cpus, argv), env, log)
     bench.wait_ready(port, log)
+    served_rows(port, files["b_read"])
     return bench.Server(port, pid, bare.postmaster_pid)
+
+
+def served_rows(port: int, lines: Path) -> None:
+    """A step that lost the org would serve empty pages without an error: check."""
+    path = next(
+        line.split("\t")[1] for line in lines.read_text().splitlines() if "?" in line
+    )
+    url = f"http://{bench.LOOPBACK}:{port}{path}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        if b'"items":[]' in response.read():
+            sys.exit(f"error: the step on port {port} serves empty pages")
 
 
 def main() -> None:
@@ -118,6 +141,7 @@ def main() -> None:
     if own.serve:
         serve_step(own)
         return
+    signal.signal(signal.SIGTERM, bench.exit_on_signal)
     args = bench.parse_args()
     bench.setup_import_path(args.src)
     procs = bench.Processes()
@@ -143,6 +167,7 @@ def main() -> None:
 
 def print_table(results: dict[str, list[bench.Result]]) -> None:
     bare = results["bare"]
+    # Medians, each of its own column: see the module's docstring.
     print(f"\n{'version':<10} {'req/s':>7} {'ratio':>6} {'cpu ms/req':>11}"
           f" {'app':>6} {'db':>6} {'errors':>7}")  # fmt: skip
     for name, runs in results.items():

@@ -494,6 +494,11 @@ def measure(
 
 
 def median(rounds: Rounds, name: str) -> Result:
+    """The run of median rate among the rounds (of two middle ones, the faster).
+
+    Each kind is ranked on its own, so a guarded median and a bare median may
+    come from different rounds; `paired_ratios` keeps the pairs.
+    """
     ranked = sorted((r[name] for r in rounds), key=lambda result: result.rps)
     return ranked[len(ranked) // 2]
 
