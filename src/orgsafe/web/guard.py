@@ -9,7 +9,7 @@ record what they learn for the denial log.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -141,30 +141,41 @@ class Guard:
             await sessions.set_local(conn, "app.org_id", org)
         return Tenant(conn, auth.session.user_id, org, choice)
 
-    @staticmethod
     def settled(
-        request: Request, conn: Conn, settled: sessions.Settled, headers: list[str]
+        self,
+        request: Request,
+        conn: Conn,
+        settled: sessions.Settled,
+        headers: list[str],
     ) -> Tenant:
-        # What choose_org gives when the session's org is held: the header, if
-        # any, is reported and ignored (production never reads it; elsewhere
-        # there was none).
         facts = audit(request)
-        org = str(settled.org_id)
         facts["user_id"] = str(settled.user_id)
-        facts["session_org_id"] = org
-        facts["effective_org_id"] = org
-        choice = OrgChoice(
-            settled.org_id, "session", facts["header_org_id"], bool(headers)
-        )
+        facts["session_org_id"] = str(settled.org_id)
+        # The session's org is held, and no header needs checking (production
+        # never reads it; elsewhere there was none): that one membership is all
+        # the rule needs to know to pick the session's org.
+        choice = self.pick(request, settled.org_id, headers, {settled.org_id}, None)
         return Tenant(conn, settled.user_id, settled.org_id, choice)
 
     def choose(self, request: Request, auth: Authenticated) -> OrgChoice:
-        choice = choose_org(
-            self.settings.env,
+        return self.pick(
+            request,
             auth.session.org_id,
             self.header_values(request),
             auth.identity.member_org_ids,
             auth.identity.default_org_id,
+        )
+
+    def pick(
+        self,
+        request: Request,
+        session_org_id: uuid.UUID | None,
+        headers: list[str],
+        member_org_ids: Collection[uuid.UUID],
+        default_org_id: uuid.UUID | None,
+    ) -> OrgChoice:
+        choice = choose_org(
+            self.settings.env, session_org_id, headers, member_org_ids, default_org_id
         )
         audit(request)["effective_org_id"] = _text(choice.effective_org_id)
         return choice
