@@ -26,15 +26,12 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
 from psycopg_pool import AsyncConnectionPool
 
 from orgsafe.cli.admin import settle_collector
 from orgsafe.config import Settings
 from orgsafe.tenancy.customers import CustomerStore
-from orgsafe.web.app import guarded_metrics
-from orgsafe.web.edge import Edge
-from orgsafe.web.metrics import Metrics
+from orgsafe.web.app import add_edge
 from orgsafe.web.schemas import CustomerIn, CustomerOut, CustomerPage, Status
 
 # Something to run in each request's transaction before the store's statement;
@@ -64,21 +61,8 @@ def make_app(url: str, settings: Settings, step: Step | None = None) -> FastAPI:
     app.state.pool = pool
     app.state.step = step
     add_routes(app)
-    # The service's edge layer and metrics, as orgsafe.web.app.create_app adds them.
-    metrics = Metrics()
-    metrics.watch_pool(pool)
-    app.add_api_route(
-        "/metrics",
-        guarded_metrics(metrics, settings),
-        include_in_schema=False,
-        response_class=Response,
-    )
-    app.add_middleware(
-        Edge,
-        metrics=metrics,
-        max_body_bytes=settings.max_body_bytes,
-        allowed_origins=settings.origins,
-    )
+    # The service's edge layer and metrics, exactly as the service adds them.
+    add_edge(app, pool, settings)
     return app
 
 

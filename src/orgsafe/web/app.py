@@ -56,6 +56,16 @@ def create_app(settings: Settings, target: DatabaseTarget) -> FastAPI:
     app.state.guard = Guard(pool, settings)
     app.state.settings = settings
     app.openapi = lambda: openapi_without_422(app)  # type: ignore[method-assign]
+    install_error_handlers(app)
+    add_edge(app, pool, settings)
+    return app
+
+
+def add_edge(app: FastAPI, pool: AsyncConnectionPool[Any], settings: Settings) -> None:
+    """`/metrics` and the edge layer that every request passes, guarded or not.
+
+    bench/bare_app.py calls it too, so that the yardstick's edge is this one.
+    """
     metrics = Metrics()
     metrics.watch_pool(pool)
     # Plain text for Prometheus, outside the JSON API and its schema.
@@ -65,14 +75,12 @@ def create_app(settings: Settings, target: DatabaseTarget) -> FastAPI:
         include_in_schema=False,
         response_class=Response,
     )
-    install_error_handlers(app)
     app.add_middleware(
         Edge,
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
         allowed_origins=settings.origins,
     )
-    return app
 
 
 def openapi_without_422(app: FastAPI) -> dict[str, Any]:
